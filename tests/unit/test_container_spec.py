@@ -1,0 +1,56 @@
+"""The Docker settings we generate, compared whole (kubespawner's test_objects style)."""
+
+from spawner import container_spec as spec
+
+GIB = 1 << 30
+
+
+def test_gpu_server_host_config_keeps_admin_settings_and_hardens():
+    configured = {
+        "security_opt": ["apparmor=docker-default", "no-new-privileges:true"],
+        "privileged": True,
+        "cap_add": ["SYS_ADMIN"],
+        "ulimits": [{"Name": "nofile", "Soft": 4096, "Hard": 8192}],
+        "device_requests": [{"driver": "nvidia", "count": -1}],
+    }
+    assert spec.required_host_config(["GPU-a", "MIG-b"], 8 * GIB, 4096, configured) == {
+        "privileged": False,
+        "security_opt": ["apparmor=docker-default", "no-new-privileges:true"],
+        "cap_drop": ["ALL"],
+        "ulimits": [{"Name": "nofile", "Soft": 4096, "Hard": 8192}],
+        "shm_size": 8 * GIB,
+        "pids_limit": 4096,
+        "device_requests": [
+            {"driver": "nvidia", "device_ids": ["GPU-a", "MIG-b"], "capabilities": [["gpu"]]}
+        ],
+    }
+
+
+def test_cpu_only_server_gets_no_devices_and_void_visible_devices():
+    assert spec.required_host_config([], GIB, 64) == {
+        "privileged": False,
+        "security_opt": ["no-new-privileges:true"],
+        "cap_drop": ["ALL"],
+        "shm_size": GIB,
+        "pids_limit": 64,
+        "device_requests": [],
+    }
+    assert spec.gpu_environment([]) == {"NVIDIA_VISIBLE_DEVICES": "void"}
+    assert spec.gpu_environment(["GPU-a"]) == {}
+
+
+def test_labels_round_trip():
+    labels = spec.labels("ann@example.org", "", ["GPU-a", "GPU-b"])
+    assert labels == {
+        "gpuhub.user": "ann@example.org",
+        "gpuhub.server": "",
+        "gpuhub.gpus": "GPU-a,GPU-b",
+    }
+    assert spec.gpus_from_labels(labels) == ("GPU-a", "GPU-b")
+    assert spec.gpus_from_labels(spec.labels("bob", "", [])) == ()
+    assert spec.gpus_from_labels(None) == ()
+
+
+def test_docker_socket_is_spotted():
+    assert spec.mounts_docker_socket(["/var/run/docker.sock", "gpuhub-user-{username}"])
+    assert not spec.mounts_docker_socket(["gpuhub-user-{username}", "/srv/data"])

@@ -1,0 +1,84 @@
+"""Server-side checks of what users ask for: only valid requests pass."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spawner.options import InvalidOptions, form_to_options, parse_request
+
+IMAGES = ["gpuhub/pytorch-notebook:2.6", "gpuhub/pytorch-notebook:2.7"]
+
+
+@pytest.mark.parametrize(
+    "options, gpus, image",
+    [
+        ({}, 1, None),
+        ({"gpus": 0}, 0, None),
+        ({"gpus": 2}, 2, None),
+        ({"gpus": "2"}, 2, None),  # from the form
+        ({"gpus": 1, "image": IMAGES[1]}, 1, IMAGES[1]),
+    ],
+)
+def test_valid_requests(options, gpus, image):
+    request = parse_request(options, quota=2, default_gpus=1, images=IMAGES)
+    assert (request.gpus, request.image) == (gpus, image)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"gpus": -1}, "gpus must be a whole number from 0 to 2 (your GPU quota), got -1."),
+        ({"gpus": 99}, "gpus must be a whole number from 0 to 2 (your GPU quota), got 99."),
+        ({"gpus": "two"}, "gpus must be a whole number from 0 to 2, got 'two'."),
+        ({"gpus": True}, "gpus must be a whole number from 0 to 2, got True."),
+        ({"gpus": 1.5}, "gpus must be a whole number from 0 to 2, got 1.5."),
+        ({"gpus": ["1", "2"]}, "gpus must be a whole number from 0 to 2, got ['1', '2']."),
+        (
+            {"gpus": 1, "privileged": True, "extra_host_config": {"binds": ["/:/host"]}},
+            "Unknown option(s): extra_host_config, privileged. Allowed: gpus (a whole number "
+            "from 0 to 2); image (one of: gpuhub/pytorch-notebook:2.6, gpuhub/pytorch-notebook:2.7).",
+        ),
+        ({"image": "evil/miner"}, "image must be one of: gpuhub/pytorch-notebook:2.6, "
+         "gpuhub/pytorch-notebook:2.7; got 'evil/miner'."),
+        ({"image": ["x"]}, "image must be one of"),
+    ],
+)
+def test_bad_requests_say_what_is_allowed(options, message):
+    with pytest.raises(InvalidOptions) as error:
+        parse_request(options, quota=2, default_gpus=1, images=IMAGES)
+    assert str(error.value).startswith(message)
+
+
+def test_image_option_refused_when_admin_allows_one_image():
+    with pytest.raises(InvalidOptions, match="Unknown option.*image"):
+        parse_request({"image": "only"}, quota=1, default_gpus=0, images=["only"])
+
+
+def test_form_fields_are_unwrapped():
+    assert form_to_options({"gpus": ["2"], "image": ["a", "b"]}) == {"gpus": "2", "image": ["a", "b"]}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@given(
+    options=st.dictionaries(
+        st.sampled_from(["gpus", "image", "mem_limit", "privileged", ""]) | st.text(max_size=6),
+        json_values | st.sampled_from(IMAGES) | st.from_regex(r"\s*-?\d{1,6}\s*", fullmatch=True),
+        max_size=3,
+    ),
+    quota=st.integers(0, 8),
+)
+def test_fuzzed_options_are_valid_and_within_quota_or_refused(options, quota):
+    try:
+        request = parse_request(options, quota=quota, default_gpus=min(1, quota), images=IMAGES)
+    except InvalidOptions as error:
+        assert "must" in str(error) or "Unknown option" in str(error)
+        return
+    assert 0 <= request.gpus <= quota
+    assert request.image in (None, *IMAGES)
+    assert set(options) <= {"gpus", "image"}
