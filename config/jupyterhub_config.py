@@ -1,0 +1,54 @@
+# gpuhub: JupyterHub for GPU servers.   jupyterhub -f config/jupyterhub_config.py
+#
+# Values only. Site settings: environment variables (below), or files in
+# config/jupyterhub_config.d/*.py, loaded last in name order (see its README).
+# Every GPUDockerSpawner option is documented in its trait's help:
+#   python -c "from spawner import GPUDockerSpawner; GPUDockerSpawner.class_print_help()"
+import os
+from pathlib import Path
+
+from hub.bootstrap import ensure_docker_network, ensure_private_dir, ensure_secret_file
+
+c = get_config()  # noqa: F821
+env = os.environ.get
+
+# ---- where the hub keeps its state (database, secrets: mode 0700/0600) ----
+state_dir = ensure_private_dir(env("GPUHUB_STATE_DIR", "/srv/gpuhub"))
+c.JupyterHub.db_url = f"sqlite:///{state_dir}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = str(state_dir / "jupyterhub_cookie_secret")
+c.ConfigurableHTTPProxy.auth_token = ensure_secret_file(state_dir / "proxy_auth_token")
+c.ConfigurableHTTPProxy.pid_file = str(state_dir / "jupyterhub-proxy.pid")
+
+# ---- network: public proxy; hub on the containers' Docker network only ----
+network = env("GPUHUB_NETWORK", "gpuhub")
+hub_ip = ensure_docker_network(network)
+c.JupyterHub.bind_url = env("GPUHUB_BIND_URL", "http://:8000")
+c.JupyterHub.hub_bind_url = f"http://{hub_ip}:{env('GPUHUB_HUB_PORT', '8081')}"
+c.JupyterHub.hub_connect_ip = hub_ip
+
+# ---- who may log in ----
+# native: local accounts; new sign-ups wait for an admin's approval.
+# github / generic-oauth: settings from OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET,
+# OAUTH_CALLBACK_URL (and OAUTH2_AUTHORIZE_URL, OAUTH2_TOKEN_URL,
+# OAUTH2_USERDATA_URL for generic OIDC); allow-lists in jupyterhub_config.d.
+c.JupyterHub.authenticator_class = env(
+    "GPUHUB_AUTHENTICATOR", "github" if env("OAUTH_CLIENT_ID") else "native"
+)
+c.NativeAuthenticator.open_signup = False
+c.Authenticator.admin_users = {env("GPUHUB_ADMIN", "admin")}
+
+# ---- servers: GPUDockerSpawner ----
+c.JupyterHub.spawner_class = "gpu-docker"
+c.JupyterHub.cleanup_servers = False  # servers (and their GPUs) outlive a hub restart
+c.GPUDockerSpawner.image = env("GPUHUB_IMAGE", "gpuhub/pytorch-notebook:latest")
+c.GPUDockerSpawner.network_name = network
+c.GPUDockerSpawner.gpu_quota = int(env("GPUHUB_GPU_QUOTA", "1"))
+c.GPUDockerSpawner.mem_limit = env("GPUHUB_MEM_LIMIT", "16G")
+c.GPUDockerSpawner.cpu_limit = float(env("GPUHUB_CPU_LIMIT", "4"))
+c.GPUDockerSpawner.default_url = "/lab"
+c.GPUDockerSpawner.start_timeout = 300  # a first start may pull a large image
+
+# ---- site settings and overrides, last so they win ----
+config_d = Path(env("GPUHUB_CONFIG_D", Path(__file__).parent / "jupyterhub_config.d"))
+for path in sorted(config_d.glob("*.py")):
+    load_subconfig(str(path))  # noqa: F821

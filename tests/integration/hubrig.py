@@ -1,0 +1,224 @@
+"""A real JupyterHub process for the tests: config/jupyterhub_config.py plus a
+test override dropped into its jupyterhub_config.d, the real
+configurable-http-proxy, the private Docker engine, and fake GPUs (NVML only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import requests
+from jupyterhub.utils import exponential_backoff
+
+from tests.fakes.fake_gpus import FakeNVML
+
+REPO = Path(__file__).resolve().parents[2]
+PREFIX = "gpuhubtest"  # containers and volumes the tests create
+NETWORK = "gpuhub-test"
+IMAGE = "gpuhub/test-notebook:latest"
+
+OVERRIDE = """
+# Test overrides: written by tests/integration/hubrig.py
+c.JupyterHub.services = [{{"name": "gpuhub-tests", "api_token": {token!r}}}]
+c.JupyterHub.load_roles = [{{
+    "name": "gpuhub-tests",
+    "scopes": ["admin:users", "admin:servers", "admin:groups", "tokens", "access:servers"],
+    "services": ["gpuhub-tests"],
+}}]
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.GPUDockerSpawner.image = {image!r}
+c.GPUDockerSpawner.prefix = {prefix!r}
+c.GPUDockerSpawner.volumes = {{"{prefix}-user-{{username}}": "/home/jovyan"}}
+c.GPUDockerSpawner.gpu_quota = 2
+c.GPUDockerSpawner.mem_limit = "1G"
+c.GPUDockerSpawner.cpu_limit = 1.0
+c.GPUDockerSpawner.http_timeout = 120
+c.GPUDockerSpawner.default_url = "/tree"
+c.GPUDockerSpawner.group_overrides = {{
+    "10-researchers": {{
+        "groups": ["researchers"],
+        "spawner_override": {{"gpu_quota": 4, "mem_limit": "2G", "pids_limit": 2048}},
+    }},
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, what: str, timeout: float = 60):
+    """Poll ``predicate`` with JupyterHub's exponential backoff until truthy."""
+    return asyncio.run(
+        exponential_backoff(predicate, f"Timed out after {timeout}s: {what}", timeout=timeout)
+    )
+
+
+@dataclass
+class Hub:
+    workdir: Path
+    nvml: FakeNVML
+    extra_config: str = ""
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+    port: int = field(default_factory=free_port)
+    hub_port: int = field(default_factory=free_port)  # stable: servers keep talking to it
+    proxy_api_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "hub.log"
+
+    def write_config(self):
+        config_d = self.workdir / "config.d"
+        config_d.mkdir(parents=True, exist_ok=True)
+        override = OVERRIDE.format(
+            token=self.token, proxy_api_port=self.proxy_api_port, image=IMAGE, prefix=PREFIX
+        )
+        (config_d / "90-tests.py").write_text(override + textwrap.dedent(self.extra_config))
+
+    def environment(self) -> dict:
+        env = self.nvml.env()
+        env.update(
+            GPUHUB_STATE_DIR=str(self.workdir / "state"),
+            GPUHUB_CONFIG_D=str(self.workdir / "config.d"),
+            GPUHUB_NETWORK=NETWORK,
+            GPUHUB_BIND_URL=self.url,
+            GPUHUB_HUB_PORT=str(self.hub_port),
+            GPUHUB_ADMIN="admin",
+            PATH=f"{REPO / 'node_modules' / '.bin'}:{Path(sys.executable).parent}:{env['PATH']}",
+        )
+        return env
+
+    def start(self):
+        self.write_config()
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "config" / "jupyterhub_config.py")],
+            cwd=self.workdir,
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._answers, f"hub at {self.url} (log: {self.log_path})", timeout=60)
+        return self
+
+    def _answers(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log_tail()}")
+        try:
+            return requests.get(f"{self.url}/hub/api/", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self):
+        """Kill the hub the hard way; its proxy and servers keep running."""
+        self.stop(signal.SIGKILL)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def log_tail(self, lines: int = 80) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    # ---- REST API ----------------------------------------------------------
+    def api(self, method: str, path: str, token: str | None = None, **kwargs):
+        headers = {"Authorization": f"token {token or self.token}"}
+        return requests.request(
+            method, f"{self.url}/hub/api{path}", headers=headers, timeout=120, **kwargs
+        )
+
+    def create_users(self, *names: str, groups: tuple[str, ...] = ()):
+        response = self.api("POST", "/users", json={"usernames": list(names)})
+        assert response.status_code in (201, 409), response.text
+        for group in groups:
+            self.api("POST", f"/groups/{group}")
+            response = self.api("POST", f"/groups/{group}/users", json={"users": list(names)})
+            assert response.status_code == 200, response.text
+
+    def user_token(self, name: str) -> str:
+        response = self.api("POST", f"/users/{name}/tokens", json={"note": "tests"})
+        assert response.status_code == 201, response.text
+        return response.json()["token"]
+
+    def spawn(self, name: str, options=None) -> requests.Response:
+        return self.api("POST", f"/users/{name}/server", json=options or {})
+
+    def server(self, name: str) -> dict | None:
+        return self.api("GET", f"/users/{name}").json()["servers"].get("")
+
+    def wait_spawn(self, name: str, timeout: float = 180) -> tuple[str, str]:
+        """Wait until a requested spawn is ready or failed: ("ready"|"failed", message)."""
+        response = self.api("GET", f"/users/{name}/server/progress", stream=True)
+        message = ""
+        for line in response.iter_lines(decode_unicode=True):
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                message = event.get("message", message)
+                if event.get("ready"):
+                    return "ready", message
+                if event.get("failed"):
+                    return "failed", message
+        server = self.server(name)
+        return ("ready" if server and server["ready"] else "failed"), message
+
+    def start_server(self, name: str, options=None) -> dict:
+        response = self.spawn(name, options)
+        assert response.status_code in (201, 202), f"{response.status_code} {response.text}"
+        state, message = self.wait_spawn(name)
+        assert state == "ready", message
+        return self.server(name)
+
+    def stop_server(self, name: str):
+        response = self.api("DELETE", f"/users/{name}/server")
+        assert response.status_code in (202, 204), response.text
+        wait_for(lambda: self.server(name) is None, f"{name}'s server to stop", timeout=60)
+
+
+def docker_client() -> docker.DockerClient:
+    return docker.from_env()
+
+
+def container_of(client: docker.DockerClient, user: str):
+    return client.containers.get(f"{PREFIX}-{user}")
+
+
+def gpus_of(container) -> list[str]:
+    requests_ = container.attrs["HostConfig"].get("DeviceRequests") or []
+    return [uuid for request in requests_ for uuid in request.get("DeviceIDs") or []]
+
+
+def remove_test_objects(client: docker.DockerClient):
+    for container in client.containers.list(all=True, filters={"name": f"^{PREFIX}-"}):
+        container.remove(force=True)
+    for volume in client.volumes.list(filters={"name": f"{PREFIX}-"}):
+        volume.remove(force=True)
