@@ -35,6 +35,7 @@ c.JupyterHub.authenticator_class = env(
     "GPUHUB_AUTHENTICATOR", "github" if env("OAUTH_CLIENT_ID") else "native"
 )
 c.NativeAuthenticator.open_signup = False
+c.NativeAuthenticator.allow_all = True  # approval by an admin is NativeAuthenticator's gate
 c.Authenticator.admin_users = {env("GPUHUB_ADMIN", "admin")}
 
 # ---- servers: GPUDockerSpawner ----

@@ -25,8 +25,15 @@ class ServerRequest:
 
 
 def form_to_options(formdata: dict[str, list]) -> dict:
-    """Form fields (lists of strings) to user options; validation comes later."""
-    return {key: values[0] if len(values) == 1 else values for key, values in formdata.items()}
+    """Form fields (lists of strings) to user options; validation comes later.
+
+    ``_xsrf`` is the hub's own anti-forgery field, not an option.
+    """
+    return {
+        key: values[0] if len(values) == 1 else values
+        for key, values in formdata.items()
+        if key != "_xsrf"
+    }
 
 
 def _describe_allowed(quota: int, images: Collection[str]) -> str:
@@ -69,7 +76,7 @@ def parse_request(
         unknown.append("image")
     if unknown:
         raise InvalidOptions(
-            f"Unknown option(s): {', '.join(unknown)}. "
+            f"Unknown option(s): {', '.join(map(repr, unknown))}. "
             f"Allowed: {_describe_allowed(quota, images)}."
         )
     gpus = parse_gpus(options["gpus"], quota) if "gpus" in options else default_gpus

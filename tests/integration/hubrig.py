@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
+import jupyterhub
 import requests
 from jupyterhub.utils import exponential_backoff
 
@@ -26,7 +27,7 @@ from tests.fakes.fake_gpus import FakeNVML
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "gpuhubtest"  # containers and volumes the tests create
 NETWORK = "gpuhub-test"
-IMAGE = "gpuhub/test-notebook:latest"
+IMAGE = f"gpuhub/test-notebook:{jupyterhub.__version__}"  # same jupyterhub as the hub
 
 OVERRIDE = """
 # Test overrides: written by tests/integration/hubrig.py
@@ -77,6 +78,7 @@ class Hub:
     hub_port: int = field(default_factory=free_port)  # stable: servers keep talking to it
     proxy_api_port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    _admin_session: requests.Session | None = None
 
     @property
     def url(self) -> str:
@@ -169,6 +171,32 @@ class Hub:
         response = self.api("POST", f"/users/{name}/tokens", json={"note": "tests"})
         assert response.status_code == 201, response.text
         return response.json()["token"]
+
+    def login(self, name: str, password: str = "gpuhub-Test-pass-1") -> requests.Session:
+        """A browser-like session: sign up through NativeAuthenticator, get the
+        admin's approval, log in. Returns the session (cookies, _xsrf)."""
+        session = requests.Session()
+        session.get(f"{self.url}/hub/signup", timeout=30)
+        signup = {"username": name, "signup_password": password,
+                  "signup_password_confirmation": password}
+        assert self.form_post(session, "/hub/signup", signup).status_code == 200
+        if name != "admin":
+            admin = self._admin_session or self.login("admin")
+            self._admin_session = admin
+            approved = admin.get(f"{self.url}/hub/authorize/{name}", timeout=30)
+            assert approved.status_code == 200, approved.text
+        response = self.form_post(session, "/hub/login", {"username": name, "password": password})
+        assert response.status_code == 302, response.text
+        return session
+
+    def form_post(self, session: requests.Session, path: str, fields: dict) -> requests.Response:
+        """POST a form the way a browser does, with the _xsrf token."""
+        return session.post(
+            f"{self.url}{path}",
+            data={**fields, "_xsrf": session.cookies.get("_xsrf", "")},
+            allow_redirects=False,
+            timeout=60,
+        )
 
     def spawn(self, name: str, options=None) -> requests.Response:
         return self.api("POST", f"/users/{name}/server", json=options or {})

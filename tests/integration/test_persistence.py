@@ -1,15 +1,14 @@
 """A user's files live on their own volume: they outlive the container and the hub."""
 
-from urllib.parse import quote
-
 import requests
+from jupyterhub.utils import url_escape_path
 
 from tests.fakes.fake_gpus import FakeNVML
 from tests.integration.hubrig import PREFIX, container_of
 
 
 def contents_url(hub, name, path):
-    return f"{hub.url}/user/{quote(name)}/api/contents/{path}"
+    return f"{hub.url}/user/{url_escape_path(name)}/api/contents/{path}"
 
 
 def test_files_survive_stop_removal_and_hub_restart(start_hub, engine):

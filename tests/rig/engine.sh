@@ -74,40 +74,16 @@ daemon_pid() {
     echo "$pid"
 }
 
-is_debian_like() {
-    [ -r /etc/os-release ] && grep -qiE '^(ID|ID_LIKE)=.*(debian|ubuntu)' /etc/os-release
-}
-
 ensure_dockerd() {
-    # Step: make sure dockerd (and the tools it needs) are installed.
-    local missing=()
-    command -v dockerd >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v dockerd >/dev/null 2>&1 || missing+=(dockerd)
-    command -v docker >/dev/null 2>&1 || missing+=(docker)
-    command -v ip >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v ip >/dev/null 2>&1 || missing+=(ip)
-    [ "${#missing[@]}" -eq 0 ] && return 0
-    if [ "$(id -u)" -eq 0 ] && is_debian_like && command -v apt-get >/dev/null 2>&1; then
-        log "installing docker.io + iproute2 with apt-get (missing: ${missing[*]})"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io iproute2 >/dev/null
-        hash -r
-        PATH="$PATH:/usr/sbin:/sbin" command -v dockerd >/dev/null 2>&1 || die "apt-get installed docker.io but dockerd is still not on PATH"
-        return 0
-    fi
-    if [ "$(id -u)" -ne 0 ]; then
-        die "missing: ${missing[*]}. Install them (Debian/Ubuntu: apt-get install docker.io iproute2) or rerun as root so this script can; starting a private dockerd needs root anyway."
-    fi
-    die "missing: ${missing[*]}, and this is not a Debian/Ubuntu system with apt-get; install Docker Engine (dockerd, docker CLI, containerd, runc) and iproute2 by hand."
+    # Step: make sure dockerd (and the tools it needs) are installed: the same
+    # step `make up` uses for the host's own engine.
+    "$REPO/config/host/ensure-docker.sh" install
 }
 
 ensure_fake_hook() {
-    # Step: make sure the fake nvidia hook exists (placeholder only; tests/fakes owns it).
-    mkdir -p "$FAKE_BIN"
-    if [ ! -e "$HOOK" ]; then
-        log "creating placeholder $HOOK"
-        printf '#!/bin/sh\nexit 0\n' >"$HOOK"
-        chmod +x "$HOOK"
-    fi
-    [ -x "$HOOK" ] || die "$HOOK exists but is not executable (chmod +x it)"
+    # Step: the fake NVIDIA hook (tests/fakes/bin) must be there for dockerd to
+    # register its "nvidia" device driver.
+    [ -x "$HOOK" ] || die "$HOOK is missing or not executable (git checkout tests/fakes/bin)"
 }
 
 ensure_bridge() {

@@ -35,7 +35,7 @@ def test_valid_requests(options, gpus, image):
         ({"gpus": ["1", "2"]}, "gpus must be a whole number from 0 to 2, got ['1', '2']."),
         (
             {"gpus": 1, "privileged": True, "extra_host_config": {"binds": ["/:/host"]}},
-            "Unknown option(s): extra_host_config, privileged. Allowed: gpus (a whole number "
+            "Unknown option(s): 'extra_host_config', 'privileged'. Allowed: gpus (a whole number "
             "from 0 to 2); image (one of: gpuhub/pytorch-notebook:2.6, gpuhub/pytorch-notebook:2.7).",
         ),
         ({"image": "evil/miner"}, "image must be one of: gpuhub/pytorch-notebook:2.6, "
@@ -50,12 +50,15 @@ def test_bad_requests_say_what_is_allowed(options, message):
 
 
 def test_image_option_refused_when_admin_allows_one_image():
-    with pytest.raises(InvalidOptions, match="Unknown option.*image"):
+    with pytest.raises(InvalidOptions, match="Unknown option.*'image'"):
         parse_request({"image": "only"}, quota=1, default_gpus=0, images=["only"])
 
 
 def test_form_fields_are_unwrapped():
-    assert form_to_options({"gpus": ["2"], "image": ["a", "b"]}) == {"gpus": "2", "image": ["a", "b"]}
+    assert form_to_options({"gpus": ["2"], "image": ["a", "b"], "_xsrf": ["t"]}) == {
+        "gpus": "2",
+        "image": ["a", "b"],
+    }
 
 
 json_values = st.recursive(

@@ -1,0 +1,64 @@
+# gpuhub: `make up` runs a hub on this host, `make test` runs every test.
+# Both install what they need (as root on Debian/Ubuntu) or say what is missing.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+# The tests' private Docker engine (tests/rig/engine.sh); `make up` uses the host's.
+TEST_DOCKER_HOST := unix:///run/gpuhub-test/docker.sock
+
+.PHONY: up test unit integration images test-images engine bench clean help
+
+help:
+	@echo "make up     run the hub on this host (jupyterhub -f config/jupyterhub_config.py)"
+	@echo "make test   install test needs and run unit + integration tests"
+	@echo "make bench  spawn benchmark: GPUDockerSpawner vs stock DockerSpawner"
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq nodejs npm; } \
+		|| { echo "npm is missing: install Node.js and npm"; exit 1; }
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+# ---- make up -------------------------------------------------------------
+# Until the PyTorch-CUDA image lands (images/README.md), `make up` serves the
+# small notebook image, built here from a locally made Debian base (no registry).
+HUB_VERSION = $(shell $(PY) -c 'import jupyterhub; print(jupyterhub.__version__)')
+
+images: $(VENV)/.installed
+	config/host/ensure-docker.sh
+	PYTHON=$(PY) images/test-notebook/build.sh
+
+up: $(VENV)/.installed node_modules/.installed images
+	GPUHUB_IMAGE=$${GPUHUB_IMAGE:-gpuhub/test-notebook:$(HUB_VERSION)} \
+		$(VENV)/bin/jupyterhub -f config/jupyterhub_config.py
+
+# ---- make test -----------------------------------------------------------
+engine:
+	tests/rig/engine.sh start
+
+test-images: $(VENV)/.installed engine
+	DOCKER_HOST=$(TEST_DOCKER_HOST) PYTHON=$(PY) images/test-notebook/build.sh
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+integration: $(VENV)/.installed node_modules/.installed test-images
+	$(PY) -m pytest tests/integration
+
+test: $(VENV)/.installed node_modules/.installed test-images
+	$(PY) -m pytest tests
+
+bench: $(VENV)/.installed node_modules/.installed test-images
+	PYTHONPATH=$(CURDIR) DOCKER_HOST=$(TEST_DOCKER_HOST) $(PY) benchmarks/spawn.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Make sure this host has a running Docker Engine, for `make up`.
+#
+#   config/host/ensure-docker.sh          install if missing, then start if not running
+#   config/host/ensure-docker.sh install  install only (also used by tests/rig/engine.sh)
+#
+# Installs Debian/Ubuntu's docker.io when run as root there; anywhere else it
+# says exactly what is missing. Warns when GPUs exist but Docker cannot pass
+# them to containers (NVIDIA Container Toolkit missing).
+set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
+
+log() { echo "ensure-docker: $*" >&2; }
+die() { echo "ensure-docker: ERROR: $*" >&2; exit 1; }
+
+is_debian_like() {
+    [ -r /etc/os-release ] && grep -qiE '^(ID|ID_LIKE)=.*(debian|ubuntu)' /etc/os-release
+}
+
+install_engine() {
+    local missing=()
+    command -v dockerd >/dev/null 2>&1 || missing+=(dockerd)
+    command -v docker >/dev/null 2>&1 || missing+=(docker)
+    command -v ip >/dev/null 2>&1 || missing+=(ip)
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ] && is_debian_like && command -v apt-get >/dev/null 2>&1; then
+        log "installing docker.io and iproute2 from the distribution (missing: ${missing[*]})"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io iproute2 >/dev/null
+        hash -r
+        command -v dockerd >/dev/null 2>&1 || die "apt-get installed docker.io but dockerd is not on PATH"
+        return 0
+    fi
+    [ "$(id -u)" -eq 0 ] || die "missing: ${missing[*]}. Install Docker Engine (Debian/Ubuntu: sudo apt-get install docker.io iproute2), or rerun as root."
+    die "missing: ${missing[*]}, and this is not Debian/Ubuntu with apt-get: install Docker Engine (dockerd, docker CLI, containerd, runc) and iproute2."
+}
+
+start_engine() {
+    docker info >/dev/null 2>&1 && return 0
+    [ "$(id -u)" -eq 0 ] || die "Docker Engine is installed but not answering; start it (sudo systemctl start docker) or rerun as root."
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        log "starting docker.service"
+        systemctl start docker
+    else
+        log "no systemd: starting dockerd in the background (log: /var/log/dockerd.log)"
+        nohup dockerd >/var/log/dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 1 30); do
+        docker info >/dev/null 2>&1 && return 0
+        sleep 1
+    done
+    die "dockerd did not answer within 30 s; see /var/log/dockerd.log or journalctl -u docker"
+}
+
+warn_about_gpus() {
+    if command -v nvidia-smi >/dev/null 2>&1 && ! command -v nvidia-container-runtime-hook >/dev/null 2>&1; then
+        log "WARNING: this host has NVIDIA GPUs but no NVIDIA Container Toolkit: servers asking for"
+        log "GPUs will fail to start until it is installed (nvidia-container-toolkit) and dockerd restarted."
+    fi
+}
+
+case "${1:-}" in
+    install) install_engine ;;
+    "") install_engine; start_engine; warn_about_gpus; log "Docker Engine is running" ;;
+    *) die "usage: $0 [install]" ;;
+esac
