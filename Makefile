@@ -45,16 +45,22 @@ up: $(VENV)/.installed node_modules/.installed images
 engine:
 	tests/rig/engine.sh start
 
+# Browser tests drive Debian's Chromium with Playwright (no browser download).
+/usr/bin/chromium:
+	[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		|| { echo "chromium is missing: install it (Debian/Ubuntu: apt-get install chromium)"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
 test-images: $(VENV)/.installed engine
 	DOCKER_HOST=$(TEST_DOCKER_HOST) PYTHON=$(PY) images/test-notebook/build.sh
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
 
-integration: $(VENV)/.installed node_modules/.installed test-images
+integration: $(VENV)/.installed node_modules/.installed test-images /usr/bin/chromium
 	$(PY) -m pytest tests/integration
 
-test: $(VENV)/.installed node_modules/.installed test-images
+test: $(VENV)/.installed node_modules/.installed test-images /usr/bin/chromium
 	$(PY) -m pytest tests
 
 bench: $(VENV)/.installed node_modules/.installed test-images

@@ -1,10 +1,12 @@
 """Spawn speed: GPUDockerSpawner against stock DockerSpawner, in one run.
 
-Both hubs run on the private test engine, same image, same container
-settings (network, volume, limits, hardening); GPUDockerSpawner also reads
-(fake) NVML and assigns a GPU to every server. Measured through the REST API:
+Both hubs run side by side on the private test engine, same image, same
+container settings (network, volume, limits, hardening); GPUDockerSpawner also
+reads (fake, 64-GPU) NVML and assigns a GPU to every server. Measured through
+the REST API:
 
-  sequential: median spawn-to-ready over 10 spawns, one at a time
+  sequential: median spawn-to-ready over 10 spawns, one at a time,
+              alternating between the two hubs
   burst:      50 users spawning at once, time until all are ready
 
 Run with `make bench` (it prepares the engine and image first).
@@ -45,26 +47,18 @@ c.GPUDockerSpawner.start_timeout = 300
 """
 
 
+KINDS = {"docker": (STOCK, {}), "gpu-docker": (OURS, {"gpus": 1})}
+
+
 def spawn_to_ready(hub: Hub, name: str, options: dict) -> float:
     start = time.perf_counter()
     hub.start_server(name, options)
     return time.perf_counter() - start
 
 
-def sequential(hub: Hub, options: dict, runs: int) -> float:
-    hub.create_users("seq")
-    times = []
-    for _ in range(runs):
-        times.append(spawn_to_ready(hub, "seq", options))
-        hub.stop_server("seq")
-    return statistics.median(times)
-
-
-def burst(hub: Hub, options: dict, users: int) -> float:
-    names = [f"burst{i:02d}" for i in range(users)]
-    hub.create_users(*names)
+def burst(hub: Hub, options: dict, names: list[str]) -> float:
     start = time.perf_counter()
-    with ThreadPoolExecutor(users) as pool:
+    with ThreadPoolExecutor(len(names)) as pool:
         list(pool.map(lambda name: hub.start_server(name, options), names))
     elapsed = time.perf_counter() - start
     with ThreadPoolExecutor(8) as pool:
@@ -72,19 +66,30 @@ def burst(hub: Hub, options: dict, users: int) -> float:
     return elapsed
 
 
-def measure(kind: str, runs: int, users: int) -> dict:
-    client = docker_client()
-    remove_test_objects(client)
-    with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as workdir:
-        nvml = FakeNVML(Path(workdir) / "gpus.state")
+def measure(workdir: Path, runs: int, users: int) -> dict:
+    """Both hubs run side by side; sequential spawns alternate between them."""
+    hubs = {}
+    for kind, (extra, _) in KINDS.items():
+        nvml = FakeNVML(workdir / kind / "gpus.state")
         nvml.write(FakeNVML.make_gpus(64))
-        extra, options = (OURS, {"gpus": 1}) if kind == "gpu-docker" else (STOCK, {})
-        hub = Hub(workdir=Path(workdir), nvml=nvml, extra_config=extra).start()
-        try:
-            return {"sequential": sequential(hub, options, runs), "burst": burst(hub, options, users)}
-        finally:
+        hubs[kind] = Hub(workdir=workdir / kind, nvml=nvml, extra_config=extra).start()
+    try:
+        times = {kind: [] for kind in KINDS}
+        for kind, hub in hubs.items():
+            hub.create_users(f"seq-{kind}", *[f"burst-{kind}-{i:02d}" for i in range(users)])
+        for _ in range(runs):
+            for kind, hub in hubs.items():
+                options = KINDS[kind][1]
+                times[kind].append(spawn_to_ready(hub, f"seq-{kind}", options))
+                hub.stop_server(f"seq-{kind}")
+        results = {kind: {"sequential": statistics.median(t)} for kind, t in times.items()}
+        for kind, hub in hubs.items():
+            names = [f"burst-{kind}-{i:02d}" for i in range(users)]
+            results[kind]["burst"] = burst(hub, KINDS[kind][1], names)
+        return results
+    finally:
+        for hub in hubs.values():
             hub.stop()
-            remove_test_objects(client)
 
 
 def main():
@@ -93,7 +98,13 @@ def main():
     parser.add_argument("--users", type=int, default=50, help="users in the burst (default 50)")
     args = parser.parse_args()
     build_library()
-    results = {kind: measure(kind, args.runs, args.users) for kind in ("docker", "gpu-docker")}
+    client = docker_client()
+    remove_test_objects(client)
+    try:
+        with tempfile.TemporaryDirectory(prefix="gpuhub-bench-") as workdir:
+            results = measure(Path(workdir), args.runs, args.users)
+    finally:
+        remove_test_objects(client)
     stock, ours = results["docker"], results["gpu-docker"]
     print(f"\n{'':34}{'stock DockerSpawner':>22}{'GPUDockerSpawner':>20}{'ratio':>8}")
     for key, label in (("sequential", f"median spawn-to-ready ({args.runs} seq.)"),

@@ -241,10 +241,9 @@ class GPUDockerSpawner(DockerSpawner):
             pool.loaded = None  # Docker was down: try again next time
             raise
 
-    async def _gpu_containers(self, **filters) -> list[dict]:
-        return await self.docker(
-            "containers", all=True, filters={"label": container_spec.GPU_LABEL, **filters}
-        )
+    async def _gpu_containers(self) -> list[dict]:
+        """Every container on this engine that carries a GPU claim label."""
+        return await self.docker("containers", all=True, filters={"label": container_spec.GPU_LABEL})
 
     async def _load_claims(self):
         restored = 0
@@ -288,14 +287,20 @@ class GPUDockerSpawner(DockerSpawner):
     def _allowed_image_names(self) -> list[str]:
         return list(self._get_allowed_images() or {})
 
+    def _default_gpu_count(self, inventory) -> int:
+        """``default_gpus``, capped by the quota and the healthy GPUs on the host."""
+        return min(self.default_gpus, self.gpu_quota, len(inventory.healthy))
+
     @staticmethod
     async def apply_gpu_options(spawner: GPUDockerSpawner, user_options: dict):
         """Check user options against the quota; answer bad input with HTTP 400."""
         inventory = await spawner.pool.inventory.snapshot()
-        default_gpus = min(spawner.default_gpus, spawner.gpu_quota, len(inventory.healthy))
         try:
             request = parse_request(
-                user_options or {}, spawner.gpu_quota, default_gpus, spawner._allowed_image_names()
+                user_options or {},
+                spawner.gpu_quota,
+                spawner._default_gpu_count(inventory),
+                spawner._allowed_image_names(),
             )
         except InvalidOptions as error:
             raise web.HTTPError(400, str(error)) from None
@@ -305,14 +310,13 @@ class GPUDockerSpawner(DockerSpawner):
         await self.apply_group_overrides()
         inventory = await self.pool.inventory.snapshot()
         free = self.pool.allocator.free_gpus(inventory, self.busy_memory_threshold)
-        offered = min(self.gpu_quota, len(inventory.healthy))
         names = sorted({gpu.name for gpu in inventory.healthy if gpu.name})
         return _templates(tuple(self.options_form_template_paths)).get_template(
             "options_form.html"
         ).render(
             quota=self.gpu_quota,
-            offered=offered,
-            default_gpus=min(self.default_gpus, offered),
+            offered=min(self.gpu_quota, len(inventory.healthy)),
+            default_gpus=self._default_gpu_count(inventory),
             free=len(free),
             total=len(inventory.healthy),
             nvml_available=inventory.nvml_available,
@@ -330,7 +334,10 @@ class GPUDockerSpawner(DockerSpawner):
             try:
                 return self._claim(inventory)
             except NotEnoughGPUs:
+                # Before refusing, look again: containers that died without the
+                # hub noticing yet, jobs outside the hub that have ended.
                 await self._forget_dead_claims()
+                inventory = await pool.inventory.snapshot(max_age=0)
             try:
                 return self._claim(inventory)
             except NotEnoughGPUs as error:
@@ -366,7 +373,11 @@ class GPUDockerSpawner(DockerSpawner):
                 )
             return await super().start()
         except BaseException:
-            self._release_gpus()
+            if not self.object_id:
+                # No container was made: nothing can be using the GPUs. Otherwise
+                # the hub's clean-up calls stop(), which frees them once the
+                # container is gone, never while it may still run.
+                self._release_gpus()
             raise
         finally:
             self._starting = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -154,6 +155,7 @@ class NvmlInventory:
         self._initialized = False
         self._init_error = ""
         self._in_flight: asyncio.Future | None = None
+        self._latest: tuple[float, Inventory] | None = None  # (monotonic time, reading)
 
     def _ensure_init(self) -> bool:
         if self._initialized:
@@ -201,18 +203,30 @@ class NvmlInventory:
             mig_parents=tuple(mig_parents),
         )
 
-    async def snapshot(self) -> Inventory:
-        """A fresh reading, shared by every caller that asks while one is running.
+    async def snapshot(self, max_age: float = 1.0) -> Inventory:
+        """A reading at most ``max_age`` seconds old.
 
-        A burst of 50 spawns costs one NVML pass, not 50.
+        Callers that ask while a reading runs share it, so a burst of 50
+        spawns costs one NVML pass, and a spawn's option check and its claim
+        share one. Claims never depend on NVML freshness (the claim table is
+        authoritative); a second-old reading only delays noticing a job that
+        started outside the hub by that second.
         """
+        if self._latest is not None and time.monotonic() - self._latest[0] <= max_age:
+            return self._latest[1]
         if self._in_flight is None:
             loop = asyncio.get_running_loop()
             self._in_flight = asyncio.ensure_future(
-                loop.run_in_executor(self._executor, self.read)
+                loop.run_in_executor(self._executor, self._timed_read)
             )
             self._in_flight.add_done_callback(self._clear_in_flight)
         return await asyncio.shield(self._in_flight)
+
+    def _timed_read(self) -> Inventory:
+        started = time.monotonic()
+        inventory = self.read()
+        self._latest = (started, inventory)
+        return inventory
 
     def _clear_in_flight(self, _future) -> None:
         self._in_flight = None

@@ -9,7 +9,9 @@
 #
 # Environment: IMAGE (default gpuhub/debian-base:bookworm), SUITE (bookworm),
 # DEBIAN_MIRROR (default: read from /etc/apt/sources.list*), BASE_PACKAGES
-# (extra packages, space separated), DOCKER_HOST (target engine).
+# (extra packages, space separated), BASE_CACHE_DIR (rootfs tarball cache, default
+# .cache/base; give another image with other packages its own, as only the current
+# tarball is kept there), DOCKER_HOST (target engine).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -25,7 +27,7 @@ ARCH="$(dpkg --print-architecture 2>/dev/null || echo amd64)"
 PACKAGES="python3 python3-venv tini ca-certificates tzdata ${BASE_PACKAGES:-}"
 # Bump when the rootfs recipe below changes, to invalidate caches and images.
 RECIPE_REV=1
-CACHE_DIR="$REPO/.cache/base"
+CACHE_DIR="${BASE_CACHE_DIR:-$REPO/.cache/base}"
 
 log() { echo "base/build.sh: $*" >&2; }
 die() { echo "base/build.sh: ERROR: $*" >&2; exit 1; }

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,10 +63,14 @@ def free_port() -> int:
 
 
 def wait_for(predicate, what: str, timeout: float = 60):
-    """Poll ``predicate`` with JupyterHub's exponential backoff until truthy."""
-    return asyncio.run(
-        exponential_backoff(predicate, f"Timed out after {timeout}s: {what}", timeout=timeout)
-    )
+    """Poll ``predicate`` with JupyterHub's exponential backoff until truthy.
+
+    Runs its own event loop on a worker thread, so it also works where the
+    calling thread already runs one (Playwright's sync API does).
+    """
+    backoff = exponential_backoff(predicate, f"Timed out after {timeout}s: {what}", timeout=timeout)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, backoff).result()
 
 
 @dataclass

@@ -66,7 +66,7 @@ typedef struct {
 
 /* ---- fake state ---- */
 
-#define MAX_GPUS 32
+#define MAX_GPUS 128  /* benchmarks give every one of 50 users a GPU */
 #define MAX_MIGS 7    /* per GPU; also what GetMaxMigDeviceCount reports */
 #define MAX_PROCS 256
 #define STR_LEN 96    /* NVML_DEVICE_UUID_V2_BUFFER_SIZE, ..._NAME_V2_... */
