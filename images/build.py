@@ -154,7 +154,10 @@ class Builder:
             return None
         log(f"docker pull {ref}")
         ok, why = self.docker.pull(ref, self.options.pull_timeout)
-        if ok or present:
+        if ok:
+            return None
+        if present:
+            log(f"docker pull {ref} failed ({why}); using the copy the engine already has")
             return None
         return why
 
@@ -171,9 +174,13 @@ class Builder:
         }
         if self.options.fresh:
             env["NO_CACHE"] = "1"  # re-debootstrap: today's Debian packages
+        log(f"making sure {local.debian_base} exists (images/base/build.sh with {env['BASE_PACKAGES']})")
         result = subprocess.run([str(IMAGES / "base" / "build.sh")], env=env, capture_output=True, text=True)
+        output = (result.stderr + result.stdout).strip().splitlines()
         if result.returncode != 0:
-            raise BuildError("images/base/build.sh failed:\n  " + "\n  ".join((result.stderr + result.stdout).strip().splitlines()[-12:]))
+            raise BuildError("images/base/build.sh failed:\n  " + "\n  ".join(output[-12:]))
+        if output:
+            log(output[-1].removeprefix("base/build.sh: "))
         wheels = self.fill(wheelhouse.fill, [f"torch=={local.torch}", *local.packages], target)
         args = {"DEBIAN_BASE": local.debian_base, "TORCH_VERSION": local.torch}
         recipe = recipe_hash(IMAGES / "pytorch-cpu-base", wheels, args, self.image_id(local.debian_base))
@@ -320,7 +327,8 @@ class Builder:
         report = reports.write(self.docker, image.ref, metadata)
         log(report.line())
         if self.options.require_report and report.vulnerabilities is None:
-            raise BuildError(f"release needs the vulnerability report: {report.audit_note}; {image.moving_ref} not moved")
+            raise BuildError(f"release needs the vulnerability audit: {report.audit_note}; {image.moving_ref} not moved "
+                             "(--allow-unaudited moves it anyway)")
 
     def cached_gate(self, image: Image, gate_dir: Path) -> verify.GateResult | None:
         path = self._gate_cache(image, gate_dir)

@@ -1,7 +1,7 @@
 """The command line: python -m images build|release|list.
 
     python -m images build [VARIANT] [--stack NAME] [--local | --official] [--gpus all] [--no-cache]
-    python -m images release [VARIANT] [--stack NAME] [--local | --official] [--gpus all]
+    python -m images release [VARIANT] [--stack NAME] [--local | --official] [--gpus all] [--allow-unaudited]
     python -m images list
 
 Exit codes: 0 done; 1 a build, validation or report step failed; 2 bad input
@@ -39,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
                              help="give up on `docker pull` of the official base when the registry says nothing for S seconds (default 30)")
         command.set_defaults(base="auto")
     build.add_argument("--no-cache", action="store_true", help="pull the base again and build without the layer cache")
+    release.add_argument("--allow-unaudited", action="store_true",
+                         help="move the moving tag even when pip-audit could not check the packages "
+                              "(a host without PyPI's advisory data); the report says so")
     commands.add_parser("list", help="show the variants, the local fallback and the stacks")
     return top
 
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             base=args.base,
             fresh=args.command == "release" or getattr(args, "no_cache", False),
             gpus=args.gpus,
-            require_report=args.command == "release",
+            require_report=args.command == "release" and not args.allow_unaudited,
             pull_timeout=args.pull_timeout,
         )
         Builder(catalog, options).run()

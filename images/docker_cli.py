@@ -41,8 +41,8 @@ class Docker:
         """Return the engine's version, or raise DockerUnavailable saying what to do."""
         if shutil.which(self.executable) is None:
             raise DockerUnavailable(
-                f"docker CLI not found on PATH: install Docker (on Debian: apt-get install docker.io; "
-                f"for the tests tests/rig/engine.sh start installs it)"
+                "docker CLI not found on PATH: install Docker (on Debian: apt-get install docker.io; "
+                "for the tests tests/rig/engine.sh start installs it)"
             )
         try:
             result = self.call(["version", "--format", "{{.Server.Version}}"], timeout=timeout)

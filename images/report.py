@@ -80,7 +80,15 @@ def write(docker: Docker, image_ref: str, metadata: dict, root: Path = REPORTS) 
     audit, note = _pip_audit(folder / "pip-freeze.txt", folder / "pip-audit.json")
     vulnerable = []
     if audit is not None:
-        for dependency in audit.get("dependencies", []):
+        dependencies = audit.get("dependencies", [])
+        looked_up = [d for d in dependencies if not d.get("skip_reason")]
+        if dependencies and not looked_up:
+            # pip-audit "passes" when it could look nothing up: that is no audit.
+            note = (f"pip-audit could look up none of the {len(dependencies)} packages "
+                    f"({dependencies[0]['skip_reason']}): PyPI's advisory data (pypi.org/pypi/<name>/<version>/json) "
+                    "is not reachable from this host")
+            audit = None
+        for dependency in looked_up:
             ids = [v.get("id") for v in dependency.get("vulns", [])]
             if ids:
                 vulnerable.append(f"{dependency['name']} {dependency.get('version', '')} ({', '.join(ids)})")

@@ -16,6 +16,9 @@ from pathlib import Path
 from .docker_cli import Docker, DockerError
 
 GATE_MOUNT = "/opt/gpuhub-validate"
+# The gate needs only the standard library and torch: the base's Python has both,
+# on the official images and on the local base alike.
+GATE_PYTHON = "/opt/conda/bin/python"
 IMAGE_RECORD = "/etc/gpuhub-image.json"
 CONTAINER_PREFIX = "gpuhubimg-"
 # The environment JupyterHub gives a single-user server, enough for
@@ -68,25 +71,32 @@ def run_gate(docker: Docker, image: str, gate_dir: Path, expect_torch: str, gpus
     args = ["run", "--rm", "--name", name, "--shm-size", "512m", "-v", f"{gate_dir.resolve()}:{GATE_MOUNT}:ro"]
     if gpus:
         args += ["--gpus", gpus]
-    args += ["--entrypoint", "", image, "python", f"{GATE_MOUNT}/gate.py", "--expect-torch", expect_torch, "--json"]
+    args += [image, GATE_PYTHON, f"{GATE_MOUNT}/gate.py", "--expect-torch", expect_torch, "--json"]
     started = time.monotonic()
     result = docker.call(args, timeout=timeout)
     seconds = time.monotonic() - started
     report = _last_json(result.stdout)
     output = (result.stdout + result.stderr).strip()
-    gate = GateResult(result.returncode == 0, result.returncode, report, output[-4000:], seconds)
+    passed = result.returncode == 0 and (not isinstance(report, dict) or report.get("ok", True) is True)
+    gate = GateResult(passed, result.returncode, report, output[-4000:], seconds)
     gate.summary = summarize_gate(gate)
     return gate
 
 
 def summarize_gate(gate: GateResult) -> str:
-    """One line: passed/failed, the failing checks, the throughput figure if the gate gave one."""
+    """One line: passed/failed, counts of passed/skipped/failed checks (naming the
+    skipped and failed ones), the throughput figure."""
     verdict = "passed" if gate.passed else f"FAILED (exit {gate.exit_code})"
     parts = [f"validation gate {verdict} in {gate.seconds:.0f}s"]
     checks = _checks(gate.report)
     if checks:
-        failed = [name for name, ok in checks if not ok]
-        parts.append(f"{len(checks) - len(failed)}/{len(checks)} checks ok" + (f", failed: {', '.join(failed)}" if failed else ""))
+        by_status = {status: [name for name, s in checks if s == status] for status in ("PASS", "SKIP", "FAIL")}
+        counts = f"{len(by_status['PASS'])} checks passed"
+        if by_status["SKIP"]:
+            counts += f", {len(by_status['SKIP'])} skipped ({', '.join(by_status['SKIP'])})"
+        if by_status["FAIL"]:
+            counts += f", {len(by_status['FAIL'])} failed ({', '.join(by_status['FAIL'])})"
+        parts.append(counts)
     throughput = find_throughput(gate.report)
     if throughput:
         parts.append(f"throughput {throughput}")
@@ -97,13 +107,21 @@ def summarize_gate(gate: GateResult) -> str:
 
 
 def find_throughput(report) -> str | None:
-    """The gate's throughput figure: the first key naming throughput, anywhere in its JSON."""
+    """The gate's throughput figure: {"throughput": {"steps_per_second", "device"}} as gate.py
+    prints it, else the first value under a key naming throughput."""
     if isinstance(report, dict):
         for key, value in report.items():
-            if "throughput" in key.lower() and not isinstance(value, (dict, list)):
-                unit = report.get("unit") or report.get(f"{key}_unit") or ""
-                return f"{value} {unit}".strip()
-            found = find_throughput(value)
+            if "throughput" not in key.lower() or value is None or isinstance(value, (bool, list)):
+                continue
+            if isinstance(value, dict):
+                if "steps_per_second" in value:
+                    return f"{value['steps_per_second']} steps/s on {value.get('device', '?')}"
+                if "value" in value:
+                    return f"{value['value']} {value.get('unit') or ''}".strip()
+                continue
+            return f"{value} {report.get(f'{key}_unit') or report.get('unit') or ''}".strip()
+        for value in report.values():
+            found = find_throughput(value) if isinstance(value, (dict, list)) else None
             if found:
                 return found
     elif isinstance(report, list):
@@ -124,6 +142,7 @@ def measure_startup(docker: Docker, image: str, timeout: float = 60) -> float:
     try:
         address = container_address(docker, name)
         url = f"http://{address}:8888{SINGLEUSER_PREFIX}api"
+        polls = 0
         while time.monotonic() - started < timeout:
             try:
                 with urllib.request.urlopen(url, timeout=1) as response:
@@ -131,9 +150,11 @@ def measure_startup(docker: Docker, image: str, timeout: float = 60) -> float:
                         return time.monotonic() - started
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
-            state = docker.run(["inspect", "-f", "{{.State.Status}}", name]).strip()
-            if state != "running":
-                raise VerifyError(f"the server exited before answering ({state}): {_logs_tail(docker, name)}")
+            polls += 1
+            if polls % 20 == 0:  # about once a second: did the server die?
+                state = docker.run(["inspect", "-f", "{{.State.Status}}", name]).strip()
+                if state != "running":
+                    raise VerifyError(f"the server exited before answering ({state}): {_logs_tail(docker, name)}")
             time.sleep(0.05)
         raise VerifyError(f"{url} did not answer within {timeout:.0f}s: {_logs_tail(docker, name)}")
     finally:
@@ -166,20 +187,21 @@ def _last_json(text: str):
     return None
 
 
-def _checks(report) -> list[tuple[str, bool]]:
-    """(name, ok) pairs from the gate's JSON, for the common shapes: {"checks": [{"name", "ok"|"passed"|"status"}]}
-    or {"checks": {"name": {...}|bool}}."""
+def _checks(report) -> list[tuple[str, str]]:
+    """(name, PASS|SKIP|FAIL) from the gate's JSON: {"checks": [{"name", "status", ...}]} as
+    gate.py prints it; also {"checks": {"name": {"status"|"ok"|"passed"}|bool}}."""
     if not isinstance(report, dict):
         return []
     checks = report.get("checks")
-    pairs = []
     items = checks.items() if isinstance(checks, dict) else ((c.get("name", "?"), c) for c in checks or [] if isinstance(c, dict))
+    pairs = []
     for name, value in items:
+        if isinstance(value, dict):
+            value = value.get("status", value.get("ok", value.get("passed")))
         if isinstance(value, bool):
-            pairs.append((name, value))
-        elif isinstance(value, dict):
-            status = value.get("ok", value.get("passed", value.get("status")))
-            pairs.append((name, status in (True, "ok", "pass", "passed", "skip", "skipped")))
+            value = "PASS" if value else "FAIL"
+        value = str(value).upper()
+        pairs.append((name, {"OK": "PASS", "PASSED": "PASS", "SKIPPED": "SKIP"}.get(value, value if value in ("PASS", "SKIP") else "FAIL")))
     return pairs
 
 

@@ -7,7 +7,6 @@ images/validate/README.md. Containers are named gpuhubimg-gate-*, run with
 """
 
 import json
-import os
 import secrets
 import subprocess
 from pathlib import Path
@@ -27,35 +26,26 @@ NO_GPU = "no GPU visible: CUDA checks skipped"
 GATE_TIMEOUT = 240  # the gate takes ~30 s on 2 CPU cores; container start and torch import on top
 
 
-def engine_environment():
-    """os.environ with DOCKER_HOST pointing at the private test engine (tests/rig)."""
-    line = subprocess.run(
-        [str(REPO / "tests/rig/engine.sh"), "env"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    return {**os.environ, "DOCKER_HOST": line.removeprefix("export DOCKER_HOST=")}
+def docker(engine_env, *args, timeout=60):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, env=engine_env)
 
 
-def docker(*args, timeout=60):
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, env=engine_environment()
-    )
-
-
-def remove_gate_containers():
-    names = docker("ps", "-aq", "--filter", f"name=^{PREFIX}").stdout.split()
+def remove_gate_containers(engine_env):
+    names = docker(engine_env, "ps", "-aq", "--filter", f"name=^{PREFIX}").stdout.split()
     if names:
-        docker("rm", "-f", *names)
+        docker(engine_env, "rm", "-f", *names)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_leftover_containers(notebook_image):
-    remove_gate_containers()
-    yield
-    remove_gate_containers()
+@pytest.fixture(scope="module")
+def run_gate(engine_env, notebook_image):
+    """run_gate(*gate_args, expect_torch=None, docker_args=()) -> CompletedProcess of the gate in the image."""
+    remove_gate_containers(engine_env)
+    yield lambda *gate_args, **options: run_gate_in(engine_env, notebook_image, *gate_args, **options)
+    remove_gate_containers(engine_env)
 
 
-def run_gate(image, *gate_args, expect_torch=None, docker_args=()):
-    """docker run the gate the way images/validate/README.md says; returns the CompletedProcess."""
+def run_gate_in(engine_env, image, *gate_args, expect_torch=None, docker_args=()):
+    """docker run the gate the way images/validate/README.md says."""
     expect_torch = expect_torch or image.torch_version
     name = PREFIX + secrets.token_hex(4)
     command = [
@@ -64,9 +54,9 @@ def run_gate(image, *gate_args, expect_torch=None, docker_args=()):
         image.tag, PYTHON, "/opt/gpuhub-validate/gate.py", "--expect-torch", expect_torch, *gate_args,
     ]
     try:
-        return docker(*command, timeout=GATE_TIMEOUT)
+        return docker(engine_env, *command, timeout=GATE_TIMEOUT)
     except subprocess.TimeoutExpired:
-        docker("rm", "-f", name)
+        docker(engine_env, "rm", "-f", name)
         pytest.fail(f"the gate ran past {GATE_TIMEOUT} s in {image.tag}")
 
 
@@ -84,9 +74,9 @@ def explain(result):
 
 
 @pytest.fixture(scope="module")
-def cpu_run(notebook_image):
+def cpu_run(run_gate):
     """One default run of the gate (JSON), shared by the tests that only read it."""
-    return run_gate(notebook_image, "--json")
+    return run_gate("--json")
 
 
 def test_gate_passes_in_the_image_on_cpu(cpu_run):
@@ -112,9 +102,9 @@ def test_cuda_checks_are_skipped_without_gpu(cpu_run):
     }
 
 
-def test_gate_fails_on_wrong_torch_version(notebook_image):
+def test_gate_fails_on_wrong_torch_version(run_gate, notebook_image):
     wrong = "1.0.0"
-    result = run_gate(notebook_image, expect_torch=wrong)
+    result = run_gate(expect_torch=wrong)
     assert result.returncode == 1, explain(result)
     lines = result.stdout.splitlines()
     torch_line = next(line for line in lines if line.startswith(("PASS", "FAIL", "SKIP")))
@@ -125,8 +115,8 @@ def test_gate_fails_on_wrong_torch_version(notebook_image):
     assert lines[-1].startswith("gate: FAIL (6 passed, 3 skipped, 1 failed)"), explain(result)
 
 
-def test_dataloader_check_fails_with_tiny_shm(notebook_image):
-    result = run_gate(notebook_image, "--json", docker_args=("--shm-size", "1m"))
+def test_dataloader_check_fails_with_tiny_shm(run_gate):
+    result = run_gate("--json", docker_args=("--shm-size", "1m"))
     report, checks = report_of(result)
     assert result.returncode == 1, explain(result)
     assert report["ok"] is False

@@ -108,6 +108,21 @@ ensure_forward_rule() {
         || log "WARNING: could not add iptables rule '${FWD_RULE[*]}'; container<->container traffic may be dropped if FORWARD policy is DROP"
 }
 
+clear_stale_containerd() {
+    # Step: a dockerd that died hard (e.g. the session that started it ended) can
+    # leave its containerd running, or a pid file naming a recycled pid; the new
+    # dockerd would then wait for a containerd that never answers.
+    local pidfile="$EXEC_ROOT/containerd/containerd.pid" pid
+    [ -f "$pidfile" ] || return 0
+    pid="$(cat "$pidfile" 2>/dev/null || true)"
+    if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$EXEC_ROOT"; then
+        log "stopping leftover containerd (pid $pid)"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 20); do [ -d "/proc/$pid" ] || break; sleep 0.5; done
+    fi
+    rm -f "$pidfile"
+}
+
 cmd_start() {
     if engine_answers; then
         # Re-adding the FORWARD rule is idempotent (a firewall reload may have dropped it).
@@ -130,6 +145,7 @@ cmd_start() {
         mkdir -p "$RUN_DIR" "$EXEC_ROOT" "$DATA_ROOT" "$(dirname "$LOG_FILE")"
         [ -f "$CONFIG_FILE" ] || echo '{}' >"$CONFIG_FILE"
         rm -f "$PIDFILE" "$SOCK"
+        clear_stale_containerd
 
         log "starting dockerd on $DOCKER_HOST_URL (data root $DATA_ROOT, log $LOG_FILE)"
         # setsid: own session, so the daemon survives the caller's shell/job control.
