@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.fakes.fake_gpus import FakeNVML, FakeProcess
+from tests.fakes.fake_gpus import FakeMIG, FakeNVML, FakeProcess
 from tests.integration.hubrig import container_of, gpus_of, wait_for
 
 GIB = 1 << 30
@@ -122,3 +122,18 @@ def test_without_nvml_every_spawn_works_with_zero_gpus(start_hub, engine):
     message = refusal(hub.spawn("bob", {"gpus": 1}))
     assert "no usable GPUs" in message and "Start your server with 0 GPUs" in message
     assert hub.log_path.read_text().count("running CPU-only") == 1
+
+
+def test_mig_devices_are_handed_out_one_per_server(start_hub, engine):
+    gpus = FakeNVML.make_gpus(1, name="NVIDIA A100-SXM4-80GB")
+    gpus[0].mig = [
+        FakeMIG(f"MIG-fa4e0000-0000-4000-8000-00000000000{i}", "NVIDIA A100 MIG 3g.40gb", 40 * GIB)
+        for i in range(2)
+    ]
+    hub = start_hub(gpus)
+    hub.create_users("ann", "bob", "cid")
+    hub.start_server("ann", {"gpus": 1})
+    hub.start_server("bob", {"gpus": 1})
+    held = gpus_of(container_of(engine, "ann")) + gpus_of(container_of(engine, "bob"))
+    assert sorted(held) == sorted(mig.uuid for mig in gpus[0].mig)  # never the parent GPU
+    assert "only 0 of the 2 GPUs" in refusal(hub.spawn("cid", {"gpus": 1}))
