@@ -26,7 +26,9 @@ from jupyterhub.utils import exponential_backoff
 from tests.fakes.fake_gpus import FakeNVML
 
 REPO = Path(__file__).resolve().parents[2]
-PREFIX = "gpuhubtest"  # containers and volumes the tests create
+# Containers and volumes the tests create (and remove); set GPUHUB_TEST_PREFIX
+# to run two test sessions side by side on one engine.
+PREFIX = os.environ.get("GPUHUB_TEST_PREFIX", "gpuhubtest")
 NETWORK = "gpuhub-test"
 IMAGE = f"gpuhub/test-notebook:{jupyterhub.__version__}"  # same jupyterhub as the hub
 

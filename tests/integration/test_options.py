@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import container_of, gpus_of
+from tests.integration.hubrig import PREFIX, container_of, gpus_of
 
 GIB = 1 << 30
 FUZZ = settings(
@@ -28,7 +28,7 @@ def hub(start_hub):
 
 def no_server(hub, engine, name):
     return hub.server(name) is None and not engine.containers.list(
-        all=True, filters={"name": f"^gpuhubtest-{name}$"}
+        all=True, filters={"name": f"^{PREFIX}-{name}$"}
     )
 
 
