@@ -5,9 +5,11 @@
 # Every GPUDockerSpawner option is documented in its trait's help:
 #   python -c "from spawner import GPUDockerSpawner; GPUDockerSpawner.class_print_help()"
 import os
+import sys
 from pathlib import Path
 
 from hub.bootstrap import ensure_docker_network, ensure_private_dir, ensure_secret_file
+from hub.gpu_usage import HUB_TEMPLATES, READ_ALL_SCOPE, service_environment
 
 c = get_config()  # noqa: F821
 env = os.environ.get
@@ -48,6 +50,37 @@ c.GPUDockerSpawner.mem_limit = env("GPUHUB_MEM_LIMIT", "16G")
 c.GPUDockerSpawner.cpu_limit = float(env("GPUHUB_CPU_LIMIT", "4"))
 c.GPUDockerSpawner.default_url = "/lab"
 c.GPUDockerSpawner.start_timeout = 300  # a first start may pull a large image
+
+# ---- GPU usage service (hub/gpu_usage): who holds which GPU, pages, JSON, metrics ----
+# Prometheus: Authorization: Bearer <contents of gpu_usage_metrics_token> on /services/gpu-usage/metrics
+usage_metrics_token_file = state_dir / "gpu_usage_metrics_token"
+ensure_secret_file(usage_metrics_token_file)
+c.JupyterHub.services = [{
+    "name": "gpu-usage",
+    "command": [sys.executable, "-m", "hub.gpu_usage"],
+    "url": f"http://127.0.0.1:{env('GPUHUB_USAGE_PORT', '8082')}",
+    "oauth_no_confirm": True,
+    "oauth_client_allowed_scopes": [READ_ALL_SCOPE],
+    "environment": service_environment(
+        os.environ,
+        GPUHUB_STATE_DIR=str(state_dir),
+        GPUHUB_USAGE_METRICS_TOKEN_FILE=str(usage_metrics_token_file),
+    ),
+}]
+c.JupyterHub.custom_scopes = {
+    READ_ALL_SCOPE: {"description": "See every GPU, who holds it, and jobs outside the hub."},
+}
+c.JupyterHub.load_roles = [
+    {"name": "user", "scopes": ["self", "access:services!service=gpu-usage"]},  # own GPUs
+    {"name": "gpu-usage-service", "scopes": ["read:users:name"], "services": ["gpu-usage"]},
+    {
+        "name": "gpu-usage-readers",
+        "scopes": [READ_ALL_SCOPE],
+        "users": sorted(c.Authenticator.admin_users),
+        "groups": ["instructors"],
+    },
+]
+c.JupyterHub.template_paths = [HUB_TEMPLATES]  # nav link, GPUs on the home page
 
 # ---- site settings and overrides, last so they win ----
 config_d = Path(env("GPUHUB_CONFIG_D", Path(__file__).parent / "jupyterhub_config.d"))

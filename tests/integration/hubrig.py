@@ -34,12 +34,12 @@ IMAGE = f"gpuhub/test-notebook:{jupyterhub.__version__}"  # same jupyterhub as t
 
 OVERRIDE = """
 # Test overrides: written by tests/integration/hubrig.py
-c.JupyterHub.services = [{{"name": "gpuhub-tests", "api_token": {token!r}}}]
-c.JupyterHub.load_roles = [{{
+c.JupyterHub.services.append({{"name": "gpuhub-tests", "api_token": {token!r}}})
+c.JupyterHub.load_roles.append({{
     "name": "gpuhub-tests",
     "scopes": ["admin:users", "admin:servers", "admin:groups", "tokens", "access:servers"],
     "services": ["gpuhub-tests"],
-}}]
+}})
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
 c.GPUDockerSpawner.image = {image!r}
 c.GPUDockerSpawner.prefix = {prefix!r}
@@ -84,6 +84,7 @@ class Hub:
     port: int = field(default_factory=free_port)
     hub_port: int = field(default_factory=free_port)  # stable: servers keep talking to it
     proxy_api_port: int = field(default_factory=free_port)
+    usage_port: int = field(default_factory=free_port)  # the gpu-usage service
     proc: subprocess.Popen | None = None
     _admin_session: requests.Session | None = None
 
@@ -99,7 +100,10 @@ class Hub:
         config_d = self.workdir / "config.d"
         config_d.mkdir(parents=True, exist_ok=True)
         override = OVERRIDE.format(
-            token=self.token, proxy_api_port=self.proxy_api_port, image=IMAGE, prefix=PREFIX
+            token=self.token,
+            proxy_api_port=self.proxy_api_port,
+            image=IMAGE,
+            prefix=PREFIX,
         )
         (config_d / "90-tests.py").write_text(override + textwrap.dedent(self.extra_config))
 
@@ -111,6 +115,8 @@ class Hub:
             GPUHUB_NETWORK=NETWORK,
             GPUHUB_BIND_URL=self.url,
             GPUHUB_HUB_PORT=str(self.hub_port),
+            GPUHUB_USAGE_PORT=str(self.usage_port),
+            GPUHUB_SERVICE_ENV="FAKE_NVML_STATE",  # the fake GPUs reach the gpu-usage service
             GPUHUB_ADMIN="admin",
             PATH=f"{REPO / 'node_modules' / '.bin'}:{Path(sys.executable).parent}:{env['PATH']}",
         )
@@ -253,7 +259,23 @@ def gpus_of(container) -> list[str]:
 
 
 def remove_test_objects(client: docker.DockerClient):
-    for container in client.containers.list(all=True, filters={"name": f"^{PREFIX}-"}):
-        container.remove(force=True)
+    """Remove the tests' containers, then their volumes.
+
+    A container may already be on its way out (auto-remove after a stop):
+    Docker then answers 404 or 409, and we wait for it to be gone.
+    """
+    def containers():
+        return client.containers.list(all=True, filters={"name": f"^{PREFIX}-"})
+
+    for container in containers():
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError as error:
+            if error.status_code not in (404, 409):
+                raise
+    wait_for(lambda: not containers(), f"{PREFIX}-* containers to be removed", timeout=60)
     for volume in client.volumes.list(filters={"name": f"{PREFIX}-"}):
-        volume.remove(force=True)
+        try:
+            volume.remove(force=True)
+        except docker.errors.NotFound:
+            pass

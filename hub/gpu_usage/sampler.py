@@ -1,0 +1,120 @@
+"""The one sampler loop: NVML (through the core's inventory), the servers'
+GPU claims (Docker labels) and process attribution, every ``interval`` seconds.
+
+Requests read ``tracker.latest``; nothing here runs per request. NVML runs
+on the inventory's own thread; Docker, /proc and SQLite on one worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+
+from spawner import container_spec
+from spawner.inventory import NvmlInventory
+
+from . import attribution
+from .store import UsageStore
+from .tracker import Sample, Server, Tracker
+
+
+def servers_from_containers(containers: list[dict], name_prefix: str = "") -> tuple[Server, ...]:
+    """Hub servers from Docker's container list (``/containers/json`` entries)."""
+    servers = []
+    for container in containers:
+        labels = container.get("Labels") or {}
+        names = [n.lstrip("/") for n in container.get("Names") or []]
+        if container_spec.USER_LABEL not in labels:
+            continue
+        if name_prefix and not any(n.startswith(name_prefix) for n in names):
+            continue
+        servers.append(
+            Server(
+                container_id=container["Id"],
+                user=labels[container_spec.USER_LABEL],
+                server=labels.get(container_spec.SERVER_LABEL, ""),
+                gpus=container_spec.gpus_from_labels(labels),
+                created=float(container.get("Created") or 0),
+            )
+        )
+    return tuple(servers)
+
+
+class Sampler:
+    def __init__(
+        self,
+        store: UsageStore,
+        tracker: Tracker,
+        interval: float = 5.0,
+        container_prefix: str = "",
+        log: logging.Logger | None = None,
+    ):
+        self.store = store
+        self.tracker = tracker
+        self.interval = interval
+        self.container_prefix = container_prefix
+        self.log = log or logging.getLogger(__name__)
+        # The inventory's own "running CPU-only" warning speaks for the spawner
+        # (and the hub log counts it); the sampler says its own line instead.
+        nvml_log = logging.getLogger(f"{__name__}.nvml")
+        nvml_log.setLevel(logging.ERROR)
+        self.inventory = NvmlInventory(nvml_log)
+        self._nvml_missing_logged = False
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="gpu-usage-io")
+        self._docker: docker.DockerClient | None = None
+        self._servers: tuple[Server, ...] = ()
+        self._docker_failing = False
+        self.samples = 0
+
+    @property
+    def latest(self) -> Sample | None:
+        return self.tracker.latest
+
+    def _list_servers(self) -> tuple[Server, ...]:
+        if self._docker is None:
+            self._docker = docker.from_env()  # honours DOCKER_HOST
+        containers = self._docker.api.containers(filters={"label": container_spec.USER_LABEL})
+        return servers_from_containers(containers, self.container_prefix)
+
+    async def _run(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
+
+    async def sample_once(self) -> Sample:
+        inventory = await self.inventory.snapshot(max_age=0)
+        if not inventory.nvml_available and not self._nvml_missing_logged:
+            self.log.warning("GPU usage: NVML unavailable (%s); no GPU readings until it answers",
+                             inventory.unavailable_reason)
+            self._nvml_missing_logged = True
+        try:
+            self._servers = await self._run(self._list_servers)
+            if self._docker_failing:
+                self.log.info("Docker answers again: GPU holders are current")
+            self._docker_failing = False
+        except Exception as error:  # keep the last known holders, say so once
+            if not self._docker_failing:
+                self.log.warning(
+                    "Cannot list containers (%s): GPU holders are from the last good "
+                    "listing; check DOCKER_HOST and the Docker daemon", error,
+                )
+            self._docker_failing = True
+        pids = [p.pid for gpu in inventory.gpus for p in gpu.processes]
+        owners = await self._run(attribution.container_ids, pids) if pids else {}
+        now = time.time()
+        sample, gpu_seconds = self.tracker.update(now, inventory, self._servers, owners)
+        increments = self.store.add(gpu_seconds, now)
+        await self._run(self.store.write, increments)
+        self.samples += 1
+        return sample
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.sample_once()
+            except Exception:
+                self.log.exception("GPU sample failed; trying again in %ss", self.interval)
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))

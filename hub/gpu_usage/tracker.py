@@ -1,0 +1,172 @@
+"""Pure bookkeeping between samples: the latest sample, an hour of history,
+idle time per GPU and GPU-seconds per user. No I/O; the sampler feeds it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from spawner.inventory import GPU, Inventory
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running hub container, from its gpuhub.* labels."""
+
+    container_id: str
+    user: str
+    server: str  # "" for the default server
+    gpus: tuple[str, ...]
+    created: float  # epoch seconds: when it got its GPUs
+
+
+@dataclass(frozen=True)
+class Process:
+    """A compute process on a device, attributed to a hub server or not."""
+
+    pid: int
+    used_memory: int | None
+    holder: Server | None  # None: outside the hub
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device in one sample."""
+
+    gpu: GPU
+    holder: Server | None
+    processes: tuple[Process, ...]
+    busy: bool  # utilization at/above the threshold, or a process on it
+    idle_seconds: float  # since last busy (or first seen / handed out); 0 while busy
+    held_seconds: float | None  # None when free
+
+
+@dataclass(frozen=True)
+class Sample:
+    time: float
+    devices: tuple[Device, ...] = ()
+    servers: tuple[Server, ...] = ()
+    nvml_available: bool = True
+    unavailable_reason: str = ""
+
+    def device(self, uuid: str) -> Device | None:
+        return next((d for d in self.devices if d.gpu.uuid == uuid), None)
+
+    def servers_of(self, user: str) -> tuple[Server, ...]:
+        return tuple(s for s in self.servers if s.user == user)
+
+    @property
+    def outside_processes(self) -> list[tuple[Device, Process]]:
+        return [(d, p) for d in self.devices for p in d.processes if p.holder is None]
+
+
+@dataclass(frozen=True)
+class Point:
+    time: float
+    utilization: int | None
+    memory_used: int
+
+
+class History:
+    """Per-device readings over the last ``window`` seconds."""
+
+    def __init__(self, window: float = 3600):
+        self.window = window
+        self._points: dict[str, deque[Point]] = {}
+
+    def add(self, uuid: str, point: Point) -> None:
+        points = self._points.setdefault(uuid, deque())
+        points.append(point)
+        while points and points[0].time < point.time - self.window:
+            points.popleft()
+
+    def points(self, uuid: str, since: float | None = None) -> list[Point]:
+        points = self._points.get(uuid, ())
+        return [p for p in points if since is None or p.time >= since]
+
+    def forget_missing(self, present: set[str]) -> None:
+        for uuid in set(self._points) - present:
+            del self._points[uuid]
+
+
+def held_gpu_seconds(servers: tuple[Server, ...], elapsed: float) -> dict[str, float]:
+    """GPU-seconds per user for ``elapsed`` seconds of holding: GPUs held x time."""
+    seconds: dict[str, float] = {}
+    for server in servers:
+        if server.gpus and elapsed > 0:
+            seconds[server.user] = seconds.get(server.user, 0.0) + len(server.gpus) * elapsed
+    return seconds
+
+
+class Tracker:
+    """Turns readings into samples; remembers what spans samples.
+
+    ``busy_utilization``: a device at or above this utilization % (or with a
+    process on it) is busy. ``max_gap``: a longer gap between samples (the
+    service was down) is not counted as held time.
+    """
+
+    def __init__(self, window: float = 3600, busy_utilization: int = 5, max_gap: float = 60):
+        self.history = History(window)
+        self.busy_utilization = busy_utilization
+        self.max_gap = max_gap
+        self._busy_at: dict[str, float] = {}  # uuid -> last time seen busy
+        self._first_seen: dict[str, float] = {}
+        self._previous: float | None = None
+        self.latest: Sample | None = None
+
+    def update(
+        self,
+        now: float,
+        inventory: Inventory,
+        servers: tuple[Server, ...],
+        owners: dict[int, str | None],
+    ) -> tuple[Sample, dict[str, float]]:
+        """One new sample and the GPU-seconds per user since the previous one.
+
+        ``owners`` maps NVML host PIDs to container IDs (from attribution).
+        """
+        holder_of = {uuid: server for server in servers for uuid in server.gpus}
+        by_container = {server.container_id: server for server in servers}
+        devices = []
+        for gpu in inventory.gpus:
+            key = gpu.uuid or f"index:{gpu.index}"
+            self._first_seen.setdefault(key, now)
+            holder = holder_of.get(gpu.uuid)
+            processes = tuple(
+                Process(p.pid, p.used_memory, by_container.get(owners.get(p.pid) or ""))
+                for p in gpu.processes
+            )
+            busy = bool(processes) or (gpu.utilization or 0) >= self.busy_utilization
+            if busy:
+                self._busy_at[key] = now
+            idle_from = max(
+                self._busy_at.get(key, self._first_seen[key]),
+                holder.created if holder else 0,
+            )
+            devices.append(
+                Device(
+                    gpu=gpu,
+                    holder=holder,
+                    processes=processes,
+                    busy=busy,
+                    idle_seconds=max(0.0, now - idle_from),
+                    held_seconds=max(0.0, now - holder.created) if holder else None,
+                )
+            )
+            self.history.add(key, Point(now, gpu.utilization, gpu.memory_used))
+        self.history.forget_missing({gpu.uuid or f"index:{gpu.index}" for gpu in inventory.gpus})
+        elapsed = 0.0 if self._previous is None else now - self._previous
+        if elapsed > self.max_gap:
+            elapsed = 0.0
+        self._previous = now
+        sample = Sample(
+            time=now,
+            devices=tuple(devices),
+            servers=servers,
+            nvml_available=inventory.nvml_available,
+            unavailable_reason=inventory.unavailable_reason,
+        )
+        self.latest = sample
+        return sample, held_gpu_seconds(servers, elapsed)

@@ -1,0 +1,55 @@
+"""What users and admins are shown: privacy, totals, sparklines, durations."""
+
+from hub.gpu_usage import views
+from hub.gpu_usage.tracker import Server, Tracker
+from spawner.inventory import GPU, GPUProcess, Inventory
+
+ANN, BOB = "a" * 64, "b" * 64
+
+
+def sample_and_history():
+    tracker = Tracker()
+    servers = (Server(ANN, "ann", "", ("GPU-0",), 0), Server(BOB, "bob", "", ("GPU-1",), 0))
+    inventory = Inventory(gpus=(
+        GPU("0", "GPU-0", "H100", 80, 10, 90, processes=(GPUProcess(1, 5), GPUProcess(2, 5))),
+        GPU("1", "GPU-1", "H100", 80, 0, 0),
+        GPU("2", "GPU-2", "H100", 80, 0, 0, processes=(GPUProcess(3, 5),)),
+    ))
+    tracker.update(100, inventory, servers, {1: ANN, 2: BOB, 3: None})
+    return tracker.latest, tracker.history
+
+
+def test_a_user_sees_only_their_own_servers_and_processes():
+    sample, history = sample_and_history()
+    ann = views.user_gpus(sample, history, "ann", 0, 1800, 1.5, 3.0)
+    assert [s["name"] for s in ann["servers"]] == [""]
+    (gpu,) = ann["servers"][0]["gpus"]
+    assert gpu["uuid"] == "GPU-0" and gpu["utilization"] == 90
+    assert gpu["processes"] == [{"pid": 1, "used_memory": 5}]  # bob's pid 2 is hidden
+    assert "bob" not in repr(ann)
+    assert (ann["gpu_hours_this_week"], ann["gpu_hours_total"], ann["gpus_held"]) == (1.5, 3.0, 1)
+    assert views.user_gpus(sample, history, "zed", 0, 1800, 0, 0)["servers"] == []
+
+
+def test_all_gpus_totals_and_outside_processes():
+    sample, history = sample_and_history()
+    data = views.all_gpus(sample, history, 0, 0, {"ann": 2.0, "old": 1.0}, {"ann": 1.0})
+    assert data["totals"] == {"gpus": 3, "held": 2, "free": 1, "busy": 2, "idle_flagged": 1,
+                              "users_holding": 2, "outside_processes": 1}
+    assert [g["holder"] for g in data["gpus"]] == [
+        {"user": "ann", "server": ""}, {"user": "bob", "server": ""}, None]
+    assert data["outside_processes"] == [{"gpu_index": "2", "uuid": "GPU-2", "pid": 3, "used_memory": 5}]
+    assert [u["user"] for u in data["users"]] == ["ann", "bob", "old"]
+
+
+def test_sparkline_is_inline_svg():
+    points = [{"time": t, "utilization": u} for t, u in [(0, 0), (60, 100), (120, None), (180, 50)]]
+    svg = str(views.sparkline(points, width=100, height=20))
+    assert svg.startswith("<svg") and "<polyline" in svg
+    assert 'points="1.0,19.0 33.7,1.0 99.0,10.0"' in svg
+    assert "<polyline" not in str(views.sparkline(points[:1]))
+
+
+def test_durations():
+    assert [views.duration(s) for s in (None, 5, 300, 3600, 12000, 90000)] == [
+        "–", "5 s", "5 min", "1 h", "3 h 20 min", "1 d 1 h"]
