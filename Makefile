@@ -29,16 +29,15 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # ---- make up -------------------------------------------------------------
-# Until the PyTorch-CUDA image lands (images/README.md), `make up` serves the
-# small notebook image, built here from a locally made Debian base (no registry).
-HUB_VERSION = $(shell $(PY) -c 'import jupyterhub; print(jupyterhub.__version__)')
-
+# The PyTorch notebook image (images/README.md): on the official PyTorch-CUDA
+# base when it can be pulled, else on a locally made CPU base (it says which).
 images: $(VENV)/.installed
 	config/host/ensure-docker.sh
-	PYTHON=$(PY) images/test-notebook/build.sh
+	mkdir -p .cache
+	$(PY) -m images build --tag-file .cache/notebook-image
 
 up: $(VENV)/.installed node_modules/.installed images
-	GPUHUB_IMAGE=$${GPUHUB_IMAGE:-gpuhub/test-notebook:$(HUB_VERSION)} \
+	GPUHUB_IMAGE=$${GPUHUB_IMAGE:-$$(cat .cache/notebook-image)} \
 		$(VENV)/bin/jupyterhub -f config/jupyterhub_config.py
 
 # ---- make test -----------------------------------------------------------
@@ -55,7 +54,7 @@ test-images: $(VENV)/.installed engine
 	DOCKER_HOST=$(TEST_DOCKER_HOST) PYTHON=$(PY) images/test-notebook/build.sh
 
 unit: $(VENV)/.installed
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit tests/images -m "not image_build"
 
 integration: $(VENV)/.installed node_modules/.installed test-images /usr/bin/chromium
 	$(PY) -m pytest tests/integration

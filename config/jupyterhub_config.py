@@ -43,7 +43,7 @@ c.Authenticator.admin_users = {env("GPUHUB_ADMIN", "admin")}
 # ---- servers: GPUDockerSpawner ----
 c.JupyterHub.spawner_class = "gpu-docker"
 c.JupyterHub.cleanup_servers = False  # servers (and their GPUs) outlive a hub restart
-c.GPUDockerSpawner.image = env("GPUHUB_IMAGE", "gpuhub/pytorch-notebook:latest")
+c.GPUDockerSpawner.image = env("GPUHUB_IMAGE", "gpuhub/pytorch-notebook:2.6-cuda12.4")
 c.GPUDockerSpawner.network_name = network
 c.GPUDockerSpawner.gpu_quota = int(env("GPUHUB_GPU_QUOTA", "1"))
 c.GPUDockerSpawner.mem_limit = env("GPUHUB_MEM_LIMIT", "16G")

@@ -99,7 +99,8 @@ if [ ! -f "$TARBALL" ] || [ -n "${NO_CACHE:-}" ]; then
     WORK="$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")"
     cleanup() {
         # Unmount anything debootstrap left mounted (on failure) before deleting.
-        grep -o " $WORK/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" || true; done
+        # (|| true: with set -e and pipefail, grep finding no mount would make the script exit 1.)
+        grep -o " $WORK/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" || true; done || true
         rm -rf --one-file-system "$WORK"
     }
     trap cleanup EXIT

@@ -1,4 +1,5 @@
-"""Fixtures for tests against the real engine, hub and proxy.
+"""Fixtures for tests against the real engine, hub and proxy (tests/integration,
+and tests/images for spawning the built notebook image).
 
 The private test engine (tests/rig/engine.sh) and the test notebook image
 are made ready once per session; every hub runs in its own work folder.

@@ -1,0 +1,447 @@
+"""Build a notebook image line (and a stack on it), validate it, report on it, tag it.
+
+The steps, each skipped when its result already exists with the same recipe:
+
+1. the base: the official PyTorch image (present, or `docker pull`ed) or, when it
+   cannot be had, the local CPU base (gpuhub/debian-base with tools, then
+   images/pytorch-cpu-base: a venv in /opt/conda with PyTorch's CPU wheel);
+2. the notebook image (images/pytorch-notebook/Dockerfile) from a host-filled wheelhouse,
+   tagged <line>-<patch>;
+3. checks: what the image records (/etc/gpuhub-image.json), the validation gate
+   (images/validate/gate.py), start-up time;
+4. the report (images/reports/), then the moving tag <line> -> <line>-<patch>;
+5. the same for a stack (images/stacks/<name>/Dockerfile) on that notebook image.
+
+A build is skipped when an image of the repository carries the same
+org.gpuhub.recipe-hash label (Dockerfile folder, wheels, build arguments, base image id).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import report as reports
+from . import verify, versions, wheelhouse
+from .docker_cli import Docker
+from .versions import Catalog, Stack, Variant
+
+IMAGES = Path(__file__).resolve().parent
+REPO = IMAGES.parent
+CACHE = REPO / ".cache" / "images"
+RECIPE_LABEL = "org.gpuhub.recipe-hash"
+# Build arguments that change with every build without changing the image's content.
+VOLATILE_ARGS = {"IMAGE_VERSION", "CREATED", "REVISION"}
+
+
+class BuildError(RuntimeError):
+    """A step failed; the message says which and what to do."""
+
+
+class SetupError(RuntimeError):
+    """The host is not set up for building (e.g. no hub Python); exit code 2."""
+
+
+@dataclass
+class Options:
+    variant: str | None = None
+    stack: str | None = None
+    base: str = "auto"  # auto: official, else local | official | local
+    fresh: bool = False  # --pull --no-cache: the monthly patch rebuild
+    gpus: str | None = None  # passed to `docker run --gpus` for the gate
+    require_report: bool = False  # release: pip-audit must have run
+    pull_timeout: float = 30.0
+
+
+@dataclass
+class Base:
+    """The base a notebook image is built on, and what that makes the image hold."""
+
+    kind: str  # "official" | "local"
+    ref: str
+    line: str  # the image line's tag: 2.6-cuda12.4, or 2.13-cpu on the local base
+    torch: str  # the torch the image must hold (validation expects it)
+    cuda: str  # "12.4", or "none"
+    cudnn: str
+    python: str
+    target: wheelhouse.Target
+
+
+@dataclass
+class Image:
+    """One built (or reused) image and what was measured on it."""
+
+    repository: str
+    patch: str  # the immutable tag
+    line: str  # the moving tag
+    image_id: str
+    base_ref: str
+    expect_torch: str
+    built: bool
+    build_seconds: float = 0.0
+    size: int = 0
+    base_size: int = 0
+    record: dict = field(default_factory=dict)
+    gate: verify.GateResult | None = None
+    startup_seconds: float | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.patch}"
+
+    @property
+    def moving_ref(self) -> str:
+        return f"{self.repository}:{self.line}"
+
+
+def log(message: str) -> None:
+    print(f"images: {message}", flush=True)
+
+
+class Builder:
+    """Runs one `python -m images build|release`."""
+
+    def __init__(self, catalog: Catalog, options: Options, docker: Docker | None = None):
+        self.catalog = catalog
+        self.options = options
+        self.docker = docker or Docker()
+
+    # ---- the whole run ----------------------------------------------------------
+
+    def run(self) -> list[Image]:
+        variant = self.catalog.variant(self.options.variant)
+        stack = self.catalog.stack(self.options.stack) if self.options.stack else None
+        self.docker.check()
+        hub = hub_version()
+        base = self.choose_base(variant)
+        notebook = self.notebook_image(variant, base, hub)
+        self.finish(notebook)
+        images = [notebook]
+        if stack:
+            stacked = self.stack_image(stack, notebook, base)
+            self.finish(stacked)
+            images.append(stacked)
+        return images
+
+    # ---- step 1: the base --------------------------------------------------------
+
+    def choose_base(self, variant: Variant) -> Base:
+        mode = self.options.base
+        if mode in ("auto", "official"):
+            why = self.ensure_official(variant.base)
+            if why is None:
+                return Base("official", variant.base, variant.name, variant.torch, variant.cuda, variant.cudnn,
+                            variant.python, wheelhouse.Target(variant.python, variant.glibc))
+            if mode == "official":
+                raise BuildError(f"cannot get the official base {variant.base}: {why}")
+            local = self.catalog.local
+            log(f"official base {variant.base} unavailable ({why}); building on the local base {local.base} "
+                f"instead: torch {versions.public_version(local.torch)} CPU, not the variant's torch {variant.torch} with CUDA {variant.cuda}")
+        return self.ensure_local_base()
+
+    def ensure_official(self, ref: str) -> str | None:
+        """None when the official base is there (pulled again for a fresh build), else why not."""
+        present = self.docker.inspect_image(ref) is not None
+        if present and not self.options.fresh:
+            return None
+        log(f"docker pull {ref}")
+        ok, why = self.docker.pull(ref, self.options.pull_timeout)
+        if ok:
+            return None
+        if present:
+            log(f"docker pull {ref} failed ({why}); using the copy the engine already has")
+            return None
+        return why
+
+    def ensure_local_base(self) -> Base:
+        local = self.catalog.local
+        target = wheelhouse.Target(local.python, local.glibc)
+        # gpuhub/debian-base with the notebook's apt tools added at debootstrap time, kept
+        # apart from gpuhub/debian-base:bookworm (the test image's) with its own rootfs cache.
+        env = {
+            **os.environ,
+            "IMAGE": local.debian_base,
+            "BASE_PACKAGES": " ".join(self.catalog.apt_packages),
+            "BASE_CACHE_DIR": str(REPO / ".cache" / "base-tools"),
+        }
+        if self.options.fresh:
+            env["NO_CACHE"] = "1"  # re-debootstrap: today's Debian packages
+        log(f"making sure {local.debian_base} exists (images/base/build.sh with {env['BASE_PACKAGES']})")
+        result = subprocess.run([str(IMAGES / "base" / "build.sh")], env=env, capture_output=True, text=True)
+        output = (result.stderr + result.stdout).strip().splitlines()
+        if result.returncode != 0:
+            raise BuildError("images/base/build.sh failed:\n  " + "\n  ".join(output[-12:]))
+        if output:
+            log(output[-1].removeprefix("base/build.sh: "))
+        wheels = self.fill(wheelhouse.fill, [f"torch=={local.torch}", *local.packages], target)
+        args = {"DEBIAN_BASE": local.debian_base, "TORCH_VERSION": local.torch}
+        recipe = recipe_hash(IMAGES / "pytorch-cpu-base", wheels, args, self.image_id(local.debian_base))
+        labels = self.docker.labels(local.base)
+        if labels.get(RECIPE_LABEL) == recipe and not self.options.fresh:
+            log(f"local base {local.base} is up to date")
+        else:
+            log(f"building the local base {local.base} (torch {local.torch})")
+            started = time.monotonic()
+            context = stage_context(IMAGES / "pytorch-cpu-base", wheels, "pytorch-cpu-base")
+            try:
+                self.docker.build(context, [local.base], args, {RECIPE_LABEL: recipe},
+                                  CACHE / "logs" / "pytorch-cpu-base.log", no_cache=self.options.fresh)
+            finally:
+                shutil.rmtree(context.parent, ignore_errors=True)
+            log(f"built {local.base} in {time.monotonic() - started:.0f}s")
+        return Base("local", local.base, local.line, local.torch, "none", "none", local.python, target)
+
+    # ---- step 2: images ---------------------------------------------------------
+
+    def notebook_image(self, variant: Variant, base: Base, hub: str) -> Image:
+        requirements = [f"jupyterhub=={hub}", *self.catalog.notebook_packages]
+        wheels = self.fill(wheelhouse.fill, requirements, base.target)
+        repository = versions.repository()
+        args = {
+            "BASE_IMAGE": base.ref,
+            "HUB_VERSION": hub,
+            "EXPECT_TORCH": base.torch,
+            "APT_PACKAGES": " ".join(self.catalog.apt_packages),
+            "DROP_PACKAGES": " ".join(self.catalog.notebook_drop),
+            "VARIANT": variant.name,
+            "BASE_KIND": base.kind,
+            "TORCH_VERSION": base.torch,
+            "CUDA_VERSION": base.cuda,
+            "CUDNN_VERSION": base.cudnn,
+            "PYTHON_VERSION": base.python,
+        }
+        image = self.build_or_reuse(IMAGES / "pytorch-notebook", wheels, args, repository, base.line, base.ref, base.torch)
+        image.record = verify.image_record(self.docker, image.ref)
+        self.check_record(image, hub)
+        return image
+
+    def stack_image(self, stack: Stack, notebook: Image, base: Base) -> Image:
+        source = IMAGES / "stacks" / stack.name
+        if not (source / "Dockerfile").is_file():
+            raise BuildError(f"stack {stack.name!r} is in versions.toml but {source}/Dockerfile is missing")
+        installed = image_packages(self.docker, notebook.ref)
+        wheels = self.fill(wheelhouse.fill_on_top, list(stack.packages), base.target, installed)
+        args = {
+            "NOTEBOOK_IMAGE": notebook.ref,
+            "STACK_IMPORTS": " ".join(stack.imports),
+            "STACK_PACKAGES": " ".join(stack.packages),
+        }
+        image = self.build_or_reuse(source, wheels, args, versions.repository(stack.name), notebook.line, notebook.ref, notebook.expect_torch)
+        image.record = verify.image_record(self.docker, image.ref)
+        return image
+
+    def build_or_reuse(self, source: Path, wheels: Path, args: dict[str, str], repository: str, line: str,
+                       base_ref: str, expect_torch: str) -> Image:
+        recipe = recipe_hash(source, wheels, args, self.image_id(base_ref))
+        existing = [] if self.options.fresh else self.docker.images_labelled(repository, RECIPE_LABEL, recipe)
+        if existing:
+            found = existing[0]
+            patch = next((t for t in found["tags"] if versions.is_patch_tag(line, t)), None)
+            if patch is None:
+                patch = self.next_patch(repository, line)
+                self.docker.tag(found["id"], f"{repository}:{patch}")
+            image = Image(repository, patch, line, found["id"], base_ref, expect_torch, built=False)
+            log(f"{image.ref} is up to date (recipe {recipe}); not rebuilt")
+        else:
+            patch = self.next_patch(repository, line)
+            ref = f"{repository}:{patch}"
+            args = {**args, "IMAGE_VERSION": patch, "CREATED": utc_now(), "REVISION": git_revision()}
+            log(f"building {ref} on {base_ref} (recipe {recipe})")
+            started = time.monotonic()
+            name = repository.rsplit("/", 1)[-1]
+            context = stage_context(source, wheels, name)
+            try:
+                self.docker.build(context, [ref], args, {RECIPE_LABEL: recipe}, CACHE / "logs" / f"{name}.log",
+                                  no_cache=self.options.fresh)
+            finally:
+                shutil.rmtree(context.parent, ignore_errors=True)
+            image = Image(repository, patch, line, self.image_id(ref), base_ref, expect_torch, built=True,
+                          build_seconds=time.monotonic() - started)
+        image.size = self.docker.inspect_image(image.ref)["Size"]
+        image.base_size = self.docker.inspect_image(base_ref)["Size"]
+        how = f"built in {image.build_seconds:.0f}s" if image.built else "cached"
+        log(f"{image.ref}: {mb(image.size)}, {mb(image.size - image.base_size)} added over {base_ref} ({how})")
+        return image
+
+    def next_patch(self, repository: str, line: str) -> str:
+        today = datetime.datetime.now(datetime.timezone.utc).date()
+        number = 1
+        while self.docker.inspect_image(f"{repository}:{versions.patch_tag(line, today, number)}") is not None:
+            number += 1
+        return versions.patch_tag(line, today, number)
+
+    def check_record(self, image: Image, hub: str) -> None:
+        """The image's own record must match what the build asked for."""
+        record = image.record
+        expected = image.expect_torch
+        holds = record.get("torch") or ""
+        same = holds == expected if "+" in expected else versions.public_version(holds) == expected
+        if not same:
+            raise BuildError(f"{image.ref} holds torch {holds}, expected {expected}")
+        if record.get("jupyterhub") != hub:
+            raise BuildError(f"{image.ref} holds jupyterhub {record.get('jupyterhub')}, the hub runs {hub}")
+
+    # ---- steps 3 and 4: checks, report, moving tag --------------------------------
+
+    def finish(self, image: Image) -> None:
+        gate_dir = IMAGES / "validate"
+        gate = self.cached_gate(image, gate_dir)
+        if gate is None:
+            log(f"running the validation gate in {image.ref}")
+            try:
+                gate = verify.run_gate(self.docker, image.ref, gate_dir, image.expect_torch, self.options.gpus)
+            except verify.VerifyError as e:
+                raise BuildError(f"{e}; {image.moving_ref} not moved") from None
+            if gate.passed:
+                self.remember_gate(image, gate_dir, gate)
+        image.gate = gate
+        log(gate.summary)
+        if not gate.passed:
+            print(gate.output[-3000:], file=sys.stderr)
+            raise BuildError(f"{image.ref} failed validation; {image.moving_ref} not moved")
+        try:
+            image.startup_seconds = verify.measure_startup(self.docker, image.ref, image.record.get("jupyterhub", ""))
+        except verify.VerifyError as e:
+            raise BuildError(f"{image.ref}: jupyterhub-singleuser did not start: {e}; {image.moving_ref} not moved") from None
+        log(f"server ready {image.startup_seconds:.2f}s after docker run (jupyterhub-singleuser, /api answers)")
+        self.write_report(image)
+        self.docker.tag(image.ref, image.moving_ref)
+        log(f"{image.moving_ref} -> {image.patch}")
+
+    def write_report(self, image: Image) -> None:
+        folder = reports.folder_for(image.ref)
+        if not image.built and (folder / "SUMMARY.md").exists() and not self.options.require_report:
+            log(f"report {folder.relative_to(REPO)}/ exists")
+            return
+        metadata = {
+            "image": image.ref,
+            "moving_tag": image.moving_ref,
+            "id": image.image_id,
+            "base": image.base_ref,
+            "size_bytes": image.size,
+            "added_over_base_bytes": image.size - image.base_size,
+            "labels": self.docker.labels(image.ref),
+            "record": image.record,
+            "gate": {"passed": image.gate.passed, "summary": image.gate.summary, "report": image.gate.report} if image.gate else None,
+            "startup_seconds": image.startup_seconds,
+        }
+        report = reports.write(self.docker, image.ref, metadata)
+        log(report.line())
+        if self.options.require_report and report.vulnerabilities is None:
+            raise BuildError(f"release needs the vulnerability audit: {report.audit_note}; {image.moving_ref} not moved "
+                             "(--allow-unaudited moves it anyway)")
+
+    def cached_gate(self, image: Image, gate_dir: Path) -> verify.GateResult | None:
+        path = self._gate_cache(image, gate_dir)
+        if self.options.fresh or path is None or not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        gate = verify.GateResult(True, 0, data.get("report"), data.get("output", ""), data.get("seconds", 0.0))
+        gate.summary = verify.summarize_gate(gate) + " (earlier run, same image and gate)"
+        return gate
+
+    def remember_gate(self, image: Image, gate_dir: Path, gate: verify.GateResult) -> None:
+        path = self._gate_cache(image, gate_dir)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"report": gate.report, "output": gate.output, "seconds": gate.seconds}))
+
+    def _gate_cache(self, image: Image, gate_dir: Path) -> Path | None:
+        gate = gate_dir / "gate.py"
+        if not gate.is_file():
+            return None
+        key = hashlib.sha256(gate.read_bytes() + image.image_id.encode() + (self.options.gpus or "").encode()).hexdigest()[:16]
+        return CACHE / "validated" / f"{key}.json"
+
+    # ---- helpers ---------------------------------------------------------------
+
+    def fill(self, how, *args) -> Path:
+        try:
+            return how(CACHE / "wheels", *args, log=log)
+        except wheelhouse.WheelhouseError as e:
+            raise BuildError(str(e)) from None
+
+    def image_id(self, ref: str) -> str:
+        info = self.docker.inspect_image(ref)
+        if info is None:
+            raise BuildError(f"image {ref} is not in the engine at {self.docker.engine}")
+        return info["Id"]
+
+
+def recipe_hash(source: Path, wheels: Path, args: dict[str, str], base_id: str) -> str:
+    """Everything that decides an image's content: its source folder, the wheels and
+    package lists, the build arguments (less the volatile ones), the base image id."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(wheels.iterdir()):
+        if path.suffix == ".whl":
+            digest.update(path.name.encode() + b"\0")
+        elif path.suffix == ".txt":
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(json.dumps({k: v for k, v in sorted(args.items()) if k not in VOLATILE_ARGS}).encode())
+    digest.update(base_id.encode())
+    return digest.hexdigest()[:16]
+
+
+def stage_context(source: Path, wheels: Path, name: str) -> Path:
+    """A private build context (removed by build_in_context): the source folder plus
+    wheelhouse/ (hard links where possible)."""
+    (CACHE / "context").mkdir(parents=True, exist_ok=True)
+    context = Path(tempfile.mkdtemp(dir=CACHE / "context", prefix=f"{name}-")) / name
+    shutil.copytree(source, context, ignore=shutil.ignore_patterns("__pycache__"))
+    target = context / "wheelhouse"
+    target.mkdir()
+    for path in wheels.iterdir():
+        if path.suffix not in (".whl", ".txt"):
+            continue
+        try:
+            os.link(path, target / path.name)
+        except OSError:
+            shutil.copy2(path, target / path.name)
+    return context
+
+
+def image_packages(docker: Docker, ref: str) -> dict[str, str]:
+    """name -> version of every Python package the image holds (its `python -m pip list`)."""
+    out = docker.run(["run", "--rm", "--network", "none", "--entrypoint", "", ref,
+                      "python", "-m", "pip", "list", "--format=json", "--disable-pip-version-check"], timeout=120)
+    return {item["name"]: item["version"] for item in json.loads(out)}
+
+
+def hub_version() -> str:
+    """The hub's jupyterhub version: $HUB_VERSION, else `import jupyterhub` in the hub's
+    Python ($HUB_PYTHON, else the repository's .venv, else this interpreter)."""
+    if os.environ.get("HUB_VERSION"):
+        return os.environ["HUB_VERSION"]
+    venv = REPO / ".venv" / "bin" / "python"
+    python = os.environ.get("HUB_PYTHON") or (str(venv) if venv.exists() else sys.executable)
+    result = subprocess.run([python, "-c", "import jupyterhub; print(jupyterhub.__version__)"], capture_output=True, text=True)
+    if result.returncode != 0 or not result.stdout.strip():
+        raise SetupError(f"{python} cannot import jupyterhub; run `make` to create .venv, or set HUB_PYTHON or HUB_VERSION")
+    return result.stdout.strip()
+
+
+def git_revision() -> str:
+    result = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    if result.returncode != 0:
+        return ""
+    dirty = subprocess.run(["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--", "images"], capture_output=True).returncode
+    return result.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def mb(size: int) -> str:
+    return f"{size / 1e6:,.0f} MB"

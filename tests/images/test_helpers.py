@@ -1,0 +1,125 @@
+"""Pure pieces of the build: wheel platform options, recipe hashes, gate summaries,
+the HEALTHCHECK's URL, report folders. Fast, no Docker, no network."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from images import build, report, verify, wheelhouse
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "images" / "pytorch-notebook"
+
+
+def test_wheels_are_chosen_for_the_image_not_the_host():
+    args = wheelhouse.Target("3.11", "2.35", "x86_64").pip_args()
+    assert args[:5] == ["--only-binary=:all:", "--implementation", "cp", "--python-version", "3.11"]
+    platforms = [args[i + 1] for i, a in enumerate(args) if a == "--platform"]
+    assert platforms[0] == "manylinux_2_35_x86_64"
+    assert "manylinux_2_28_x86_64" in platforms and "manylinux_2_5_x86_64" in platforms
+    assert "manylinux_2_36_x86_64" not in platforms
+    assert platforms[-3:] == ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+
+
+def test_wheelhouse_keys_change_with_what_decides_the_content():
+    target = wheelhouse.Target("3.11", "2.35", "x86_64")
+    key = wheelhouse.wheelhouse_key("full", ["a==1", "b==2"], target)
+    assert key == wheelhouse.wheelhouse_key("full", ["b==2", "a==1"], target)
+    assert key != wheelhouse.wheelhouse_key("full", ["a==1"], target)
+    assert key != wheelhouse.wheelhouse_key("full", ["a==1", "b==2"], wheelhouse.Target("3.12", "2.35", "x86_64"))
+    assert key != wheelhouse.wheelhouse_key("on-top", ["a==1", "b==2"], target, {"torch": "2.6.0"})
+    assert wheelhouse.canonical("Stable_Baselines3") == "stable-baselines3"
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "Dockerfile").write_text("FROM x\n")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "a-1-py3-none-any.whl").write_text("")
+    (wheels / "requirements.txt").write_text("a==1\n")
+    (wheels / ".complete").write_text("")
+    return source, wheels
+
+
+def test_recipe_hash_covers_source_wheels_args_and_base(recipe):
+    source, wheels = recipe
+    args = {"BASE_IMAGE": "b:1", "CREATED": "2026-11-22T00:00:00Z"}
+    first = build.recipe_hash(source, wheels, args, "sha256:1")
+    # Volatile arguments (dates, tags, revisions) do not make a new image.
+    assert build.recipe_hash(source, wheels, {**args, "CREATED": "later", "IMAGE_VERSION": "x"}, "sha256:1") == first
+    assert build.recipe_hash(source, wheels, {**args, "BASE_IMAGE": "b:2"}, "sha256:1") != first
+    assert build.recipe_hash(source, wheels, args, "sha256:2") != first
+    (wheels / "requirements.txt").write_text("a==1\nb==2\n")
+    second = build.recipe_hash(source, wheels, args, "sha256:1")
+    assert second != first
+    (wheels / "b-2-py3-none-any.whl").write_text("")
+    third = build.recipe_hash(source, wheels, args, "sha256:1")
+    assert third != second
+    (source / "Dockerfile").write_text("FROM y\n")
+    assert build.recipe_hash(source, wheels, args, "sha256:1") != third
+
+
+def test_gate_summary_counts_checks_and_gives_the_throughput():
+    # The shape gate.py prints with --json.
+    gate_json = {
+        "ok": False,
+        "checks": [
+            {"name": "torch_version", "status": "PASS", "detail": "", "seconds": 0.1},
+            {"name": "cuda_devices", "status": "SKIP", "detail": "no GPU visible", "seconds": 0.0},
+            {"name": "cudnn", "status": "SKIP", "detail": "no GPU visible", "seconds": 0.0},
+            {"name": "ddp", "status": "FAIL", "detail": "timeout", "seconds": 90},
+        ],
+        "throughput": {"device": "cpu", "steps_per_second": 41.5, "steps": 207},
+    }
+    gate = verify.GateResult(False, 1, gate_json, "", 92.3)
+    assert verify.summarize_gate(gate) == (
+        "validation gate FAILED (exit 1) in 92s; 1 checks passed, 2 skipped (cuda_devices, cudnn), "
+        "1 failed (ddp); throughput 41.5 steps/s on cpu"
+    )
+    other = {"checks": {"torch": {"ok": True}, "shm": False}, "results": [{"throughput": 3, "unit": "img/s"}]}
+    gate = verify.GateResult(False, 1, other, "", 5)
+    assert verify.summarize_gate(gate) == "validation gate FAILED (exit 1) in 5s; 1 checks passed, 1 failed (shm); throughput 3 img/s"
+    broken = verify.GateResult(False, 2, None, "Traceback...\nImportError: no torch\n", 1)
+    assert verify.summarize_gate(broken) == "validation gate FAILED (exit 2) in 1s; ImportError: no torch"
+
+
+def test_gate_json_is_found_after_other_output():
+    assert verify._last_json('starting\n{"passed": true}\n') == {"passed": True}
+    assert verify._last_json("no json") is None
+
+
+@pytest.fixture
+def healthcheck():
+    spec = importlib.util.spec_from_file_location("gpuhub_healthcheck", NOTEBOOK / "healthcheck.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.server_port_from_cmdline = lambda default: default  # no jupyter process on the test host
+    return module
+
+
+def test_healthcheck_url_follows_the_hub_environment(healthcheck, monkeypatch):
+    monkeypatch.delenv("JUPYTERHUB_SERVICE_URL", raising=False)
+    monkeypatch.delenv("JUPYTERHUB_SERVICE_PREFIX", raising=False)
+    assert healthcheck.api_url() == "http://127.0.0.1:8888/api"
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/alice/")
+    assert healthcheck.api_url() == "http://127.0.0.1:8888/user/alice/api"
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:9999/user/bob/")
+    assert healthcheck.api_url() == "http://127.0.0.1:9999/user/bob/api"
+
+
+def test_singleuser_env_is_what_jupyterhub_singleuser_needs():
+    env = verify.singleuser_env("http://172.31.240.1:4242/hub/api")
+    assert env["JUPYTERHUB_SERVICE_URL"] == "http://0.0.0.0:8888/user/gpuhubimg/"
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == "/user/gpuhubimg/"
+    assert env["JUPYTERHUB_API_TOKEN"] and env["JUPYTERHUB_CLIENT_ID"]
+    assert env["JUPYTERHUB_API_URL"] == "http://172.31.240.1:4242/hub/api"
+
+
+def test_report_folders_are_named_by_repository_and_tag(tmp_path):
+    assert report.folder_for("gpuhub/pytorch-notebook:2.13-cpu-20261122", tmp_path) == tmp_path / "pytorch-notebook" / "2.13-cpu-20261122"
+    assert report.folder_for("gpuhub/pytorch-notebook-rl:2.6-cuda12.4-20261122.2", tmp_path) == (
+        tmp_path / "pytorch-notebook-rl" / "2.6-cuda12.4-20261122.2"
+    )
