@@ -10,7 +10,7 @@ The steps, each skipped when its result already exists with the same recipe:
 3. checks: what the image records (/etc/gpuhub-image.json), the validation gate
    (images/validate/gate.py), start-up time;
 4. the report (images/reports/), then the moving tag <line> -> <line>-<patch>;
-5. the same for a stack (images/stacks/<name>/Dockerfile) on that notebook image.
+5. the same for a stack (images/stacks/Dockerfile, one for every stack) on that notebook image.
 
 A build is skipped when an image of the repository carries the same
 org.gpuhub.recipe-hash label (Dockerfile folder, wheels, build arguments, base image id).
@@ -225,13 +225,12 @@ class Builder:
         return image
 
     def stack_image(self, stack: Stack, notebook: Image, base: Base) -> Image:
-        source = IMAGES / "stacks" / stack.name
-        if not (source / "Dockerfile").is_file():
-            raise BuildError(f"stack {stack.name!r} is in versions.toml but {source}/Dockerfile is missing")
+        source = IMAGES / "stacks"
         installed = image_packages(self.docker, notebook.ref)
         wheels = self.fill(wheelhouse.fill_on_top, list(stack.packages), base.target, installed)
         args = {
             "NOTEBOOK_IMAGE": notebook.ref,
+            "STACK": stack.name,
             "STACK_IMPORTS": " ".join(stack.imports),
             "STACK_PACKAGES": " ".join(stack.packages),
         }

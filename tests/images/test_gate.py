@@ -127,5 +127,7 @@ def test_dataloader_check_fails_with_tiny_shm(run_gate):
     assert dataloader["status"] == "FAIL", explain(result)
     assert "/dev/shm 1.0 MiB" in dataloader["detail"]
     assert "--shm-size" in dataloader["detail"]
-    failed = [name for name, check in checks.items() if check["status"] == "FAIL"]
-    assert failed == ["dataloader_shm"], explain(result)
+    failed = {name for name, check in checks.items() if check["status"] == "FAIL"}
+    # DDP's worker processes share tensors through /dev/shm too: with 1 MiB it may
+    # fail as well (seen now and then); nothing else may.
+    assert {"dataloader_shm"} <= failed <= {"dataloader_shm", "ddp"}, explain(result)
