@@ -42,7 +42,6 @@ def test_no_docker_cli_says_to_install_it(tmp_path):
     assert line.startswith("images: error: docker CLI not found on PATH: install Docker")
 
 
-@pytest.mark.skipif(not any((Path(d) / "docker").exists() for d in os.environ.get("PATH", "").split(":")), reason="no docker CLI")
 def test_no_engine_says_where_it_looked_and_what_to_do(tmp_path):
     socket = f"unix://{tmp_path}/missing.sock"
     line = one_error_line(images("build", "--stack", "rl", env={"DOCKER_HOST": socket}))

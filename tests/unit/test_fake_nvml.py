@@ -18,7 +18,7 @@ import pytest
 from tests.fakes import fake_gpus
 from tests.fakes.fake_gpus import FakeGPU, FakeMIG, FakeNVML, FakeProcess
 
-pynvml = pytest.importorskip("pynvml")
+import pynvml  # noqa: E402,F401  (a core dependency: nvidia-ml-py)
 
 GiB = 2**30
 PRELUDE = "import json, sys\nfrom pynvml import *\n"
