@@ -34,7 +34,7 @@ node_modules/.installed: package.json package-lock.json
 images: $(VENV)/.installed
 	config/host/ensure-docker.sh
 	mkdir -p .cache
-	$(PY) -m images build --tag-file .cache/notebook-image
+	$(VENV)/bin/gpuhub images build --tag-file .cache/notebook-image
 
 up: $(VENV)/.installed node_modules/.installed images
 	GPUHUB_IMAGE=$${GPUHUB_IMAGE:-$$(cat .cache/notebook-image)} \

@@ -50,7 +50,7 @@ def service_pid(hub: Hub) -> int:
         if entry.name.isdigit():
             try:
                 ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                if ppid == hub.proc.pid and b"hub.gpu_usage" in (entry / "cmdline").read_bytes():
+                if ppid == hub.proc.pid and b"gpuhub.hub.gpu_usage" in (entry / "cmdline").read_bytes():
                     return int(entry.name)
             except OSError:
                 continue

@@ -3,13 +3,13 @@
 # Values only. Site settings: environment variables (below), or files in
 # config/jupyterhub_config.d/*.py, loaded last in name order (see its README).
 # Every GPUDockerSpawner option is documented in its trait's help:
-#   python -c "from spawner import GPUDockerSpawner; GPUDockerSpawner.class_print_help()"
+#   python -c "from gpuhub.spawner import GPUDockerSpawner; GPUDockerSpawner.class_print_help()"
 import os
 import sys
 from pathlib import Path
 
-from hub.bootstrap import ensure_docker_network, ensure_private_dir, ensure_secret_file
-from hub.gpu_usage import HUB_TEMPLATES, READ_ALL_SCOPE, service_environment
+from gpuhub.hub.bootstrap import ensure_docker_network, ensure_private_dir, ensure_secret_file
+from gpuhub.hub.gpu_usage import HUB_TEMPLATES, READ_ALL_SCOPE, service_environment
 
 c = get_config()  # noqa: F821
 env = os.environ.get
@@ -57,7 +57,7 @@ usage_metrics_token_file = state_dir / "gpu_usage_metrics_token"
 ensure_secret_file(usage_metrics_token_file)
 c.JupyterHub.services = [{
     "name": "gpu-usage",
-    "command": [sys.executable, "-m", "hub.gpu_usage"],
+    "command": [sys.executable, "-m", "gpuhub.hub.gpu_usage"],
     "url": f"http://127.0.0.1:{env('GPUHUB_USAGE_PORT', '8082')}",
     "oauth_no_confirm": True,
     "oauth_client_allowed_scopes": [READ_ALL_SCOPE],

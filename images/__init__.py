@@ -1,4 +1,4 @@
-"""gpuhub's notebook images: `python -m images build|release|list` (see images/README.md).
+"""gpuhub's notebook images: `gpuhub images build|release|list` (see images/README.md).
 
 Modules: versions (versions.toml, tag names; pure), wheelhouse (host-side wheel
 downloads), docker_cli (the docker CLI), build (the build pipeline), verify (checks

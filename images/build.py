@@ -108,7 +108,7 @@ def log(message: str) -> None:
 
 
 class Builder:
-    """Runs one `python -m images build|release`."""
+    """Runs one `gpuhub images build|release`."""
 
     def __init__(self, catalog: Catalog, options: Options, docker: Docker | None = None):
         self.catalog = catalog

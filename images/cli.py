@@ -1,8 +1,8 @@
-"""The command line: python -m images build|release|list.
+"""The command line: gpuhub images build|release|list.
 
-    python -m images build [VARIANT] [--stack NAME] [--local | --official] [--gpus all] [--no-cache]
-    python -m images release [VARIANT] [--stack NAME] [--local | --official] [--gpus all] [--allow-unaudited]
-    python -m images list
+    gpuhub images build [VARIANT] [--stack NAME] [--local | --official] [--gpus all] [--no-cache]
+    gpuhub images release [VARIANT] [--stack NAME] [--local | --official] [--gpus all] [--allow-unaudited]
+    gpuhub images list
 
 Exit codes: 0 done; 1 a build, validation or report step failed; 2 bad input
 (unknown variant or stack, malformed versions.toml) or a host that cannot build
@@ -22,7 +22,7 @@ from .wheelhouse import WheelhouseError
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m images", description="Build, validate and release gpuhub's notebook images.")
+    top = argparse.ArgumentParser(prog="gpuhub images", description="Build, validate and release gpuhub's notebook images.")
     commands = top.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build a variant (and a stack), validate it, move its moving tag")
     release = commands.add_parser("release", help="rebuild from scratch (fresh base, no cache), validate, report, then move the moving tag")

@@ -10,24 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# Labels on every container this spawner creates. GPU_LABEL is how the
-# claim table is rebuilt from Docker after a hub restart.
-GPU_LABEL = "gpuhub.gpus"
-USER_LABEL = "gpuhub.user"
-SERVER_LABEL = "gpuhub.server"
-
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
 DOCKER_SOCKET = "docker.sock"
-
-
-def labels(user: str, server: str, uuids: Sequence[str]) -> dict[str, str]:
-    """Container labels that record who runs it and which GPUs it holds."""
-    return {USER_LABEL: user, SERVER_LABEL: server, GPU_LABEL: ",".join(uuids)}
-
-
-def gpus_from_labels(container_labels: dict[str, str] | None) -> tuple[str, ...]:
-    value = (container_labels or {}).get(GPU_LABEL, "")
-    return tuple(uuid for uuid in value.split(",") if uuid)
 
 
 def gpu_environment(uuids: Sequence[str]) -> dict[str, str]:

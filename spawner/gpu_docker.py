@@ -18,7 +18,7 @@ from jupyterhub.traitlets import ByteSpecification
 from tornado import web
 from traitlets import Int, List, TraitError, Unicode, default, validate
 
-from . import container_spec
+from . import container_spec, labels
 from .allocator import GPUAllocator, NotEnoughGPUs
 from .inventory import NvmlInventory
 from .options import InvalidOptions, form_to_options, parse_request
@@ -243,12 +243,12 @@ class GPUDockerSpawner(DockerSpawner):
 
     async def _gpu_containers(self) -> list[dict]:
         """Every container on this engine that carries a GPU claim label."""
-        return await self.docker("containers", all=True, filters={"label": container_spec.GPU_LABEL})
+        return await self.docker("containers", all=True, filters={"label": labels.GPU_LABEL})
 
     async def _load_claims(self):
         restored = 0
         for container in await self._gpu_containers():
-            uuids = container_spec.gpus_from_labels(container.get("Labels"))
+            uuids = labels.gpus_from_labels(container.get("Labels"))
             if container.get("State") in RUNNING_STATES and uuids:
                 self.pool.allocator.restore(_container_name(container), uuids)
                 restored += 1
@@ -406,7 +406,7 @@ class GPUDockerSpawner(DockerSpawner):
         create_kwargs["user"] = self.container_user
         create_kwargs["labels"] = {
             **(create_kwargs.get("labels") or {}),
-            **container_spec.labels(self.user.name, self.name, self.gpu_uuids),
+            **labels.labels(self.prefix, self.user.name, self.name, self.gpu_uuids),
         }
         return create_kwargs
 
@@ -438,7 +438,7 @@ def _templates(extra_paths: tuple[str, ...]) -> Environment:
     if extra_paths not in _environments:
         _environments[extra_paths] = Environment(
             loader=ChoiceLoader(
-                [FileSystemLoader(list(extra_paths)), PackageLoader("spawner", "templates")]
+                [FileSystemLoader(list(extra_paths)), PackageLoader("gpuhub.spawner", "templates")]
             ),
             autoescape=True,
         )

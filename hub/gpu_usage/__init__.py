@@ -1,6 +1,6 @@
 """The ``gpu-usage`` hub service: who holds which GPU, how busy, since when.
 
-A hub-managed service (``python -m hub.gpu_usage``) with one sampler loop,
+A hub-managed service (``python -m gpuhub.hub.gpu_usage``) with one sampler loop,
 server-rendered pages, a JSON API and Prometheus metrics. See hub/README.md.
 """
 

@@ -1,6 +1,6 @@
 """The service application: traitlets settings, the sampler, the tornado app.
 
-Started by the hub (``c.JupyterHub.services``) as ``python -m hub.gpu_usage``;
+Started by the hub (``c.JupyterHub.services``) as ``python -m gpuhub.hub.gpu_usage``;
 the hub sets JUPYTERHUB_SERVICE_URL/PREFIX, the API token and OAuth settings.
 Settings: ``--GpuUsageApp.interval=10`` on the command line, or GPUHUB_USAGE_*
 environment variables (the defaults below say which).
@@ -124,7 +124,7 @@ class GpuUsageApp(Application):
     def make_app(self) -> web.Application:
         prefix = self.prefix
         route = lambda path: url_path_join(prefix, path)  # noqa: E731
-        jinja = Environment(loader=PackageLoader("hub.gpu_usage", "templates"),
+        jinja = Environment(loader=PackageLoader("gpuhub.hub.gpu_usage", "templates"),
                             autoescape=select_autoescape())
         registry = registry_for(UsageCollector(lambda: self.sampler.latest, self.store.hours))
         return web.Application(

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker
 
-from spawner import container_spec
-from spawner.inventory import NvmlInventory
+from gpuhub.spawner import labels as gpu_labels
+from gpuhub.spawner.inventory import NvmlInventory
 
 from . import attribution
 from .store import UsageStore
@@ -28,16 +28,16 @@ def servers_from_containers(containers: list[dict], name_prefix: str = "") -> tu
     for container in containers:
         labels = container.get("Labels") or {}
         names = [n.lstrip("/") for n in container.get("Names") or []]
-        if container_spec.USER_LABEL not in labels:
+        if gpu_labels.USER_LABEL not in labels:
             continue
         if name_prefix and not any(n.startswith(name_prefix) for n in names):
             continue
         servers.append(
             Server(
                 container_id=container["Id"],
-                user=labels[container_spec.USER_LABEL],
-                server=labels.get(container_spec.SERVER_LABEL, ""),
-                gpus=container_spec.gpus_from_labels(labels),
+                user=labels[gpu_labels.USER_LABEL],
+                server=labels.get(gpu_labels.SERVER_LABEL, ""),
+                gpus=gpu_labels.gpus_from_labels(labels),
                 created=float(container.get("Created") or 0),
             )
         )
@@ -77,7 +77,7 @@ class Sampler:
     def _list_servers(self) -> tuple[Server, ...]:
         if self._docker is None:
             self._docker = docker.from_env()  # honours DOCKER_HOST
-        containers = self._docker.api.containers(filters={"label": container_spec.USER_LABEL})
+        containers = self._docker.api.containers(filters={"label": gpu_labels.USER_LABEL})
         return servers_from_containers(containers, self.container_prefix)
 
     async def _run(self, function, *args):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from spawner.inventory import GPU, Inventory
+from gpuhub.spawner.inventory import GPU, Inventory
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(items):
 
 @dataclass
 class Build:
-    """One `python -m images build --local --stack rl` run."""
+    """One `gpuhub images build --local --stack rl` run."""
 
     output: str
     seconds: float
@@ -56,7 +56,7 @@ class Build:
 def run_build(env, *args):
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "images", "build", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200
+        [str(Path(sys.executable).with_name("gpuhub")), "images", "build", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -73,7 +73,7 @@ def engine_env():
 @pytest.fixture(scope="session")
 def built(engine_env):
     build = run_build(engine_env, "--local", "--stack", "rl")
-    print(f"\n----- python -m images build --local --stack rl ({build.seconds:.0f}s) -----\n{build.output}")
+    print(f"\n----- gpuhub images build --local --stack rl ({build.seconds:.0f}s) -----\n{build.output}")
     build.remove_containers()
     yield build
     build.remove_containers()
@@ -88,7 +88,7 @@ class NotebookImage:
 @pytest.fixture(scope="session")
 def notebook_image(built):
     """The notebook image built on the local CPU base (for the gate's tests)."""
-    from images import versions
+    from gpuhub.images import versions
 
     local = versions.load().local
     return NotebookImage(f"{versions.repository()}:{local.line}", local.torch)

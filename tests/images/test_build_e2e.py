@@ -1,4 +1,4 @@
-"""End to end: `python -m images build --local --stack rl` in the private test engine,
+"""End to end: `gpuhub images build --local --stack rl` in the private test engine,
 then the images themselves. Marker image_build; the build runs once per session."""
 
 import json
@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from images import versions
-from images.docker_cli import Docker
-from images.verify import singleuser_env, stand_in_hub
+from gpuhub.images import versions
+from gpuhub.images.docker_cli import Docker
+from gpuhub.images.verify import singleuser_env, stand_in_hub
 from tests.images.conftest import PREFIX, REPO, run_build
 
 pytestmark = pytest.mark.image_build

@@ -1,4 +1,4 @@
-"""`python -m images` on bad input and on hosts that cannot build: exit 2 and one clear line."""
+"""`gpuhub images` on bad input and on hosts that cannot build: exit 2 and one clear line."""
 
 import os
 import subprocess
@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def images(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "images", *args], cwd=REPO, capture_output=True, text=True, timeout=60,
+        [str(Path(sys.executable).with_name("gpuhub")), "images", *args], cwd=REPO, capture_output=True, text=True, timeout=60,
         env={**os.environ, **(env or {})},
     )
 

@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 VALIDATE = REPO / "images" / "validate"
-# Not just gpuhubimg-gate-: `python -m images build` names its own gate containers so.
+# Not just gpuhubimg-gate-: `gpuhub images build` names its own gate containers so.
 PREFIX = "gpuhubimg-gate-test-"
 PYTHON = "/opt/conda/bin/python"
 CUDA_CHECKS = ("cuda_devices", "cuda_matmul", "cudnn")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from images import build, report, verify, wheelhouse
+from gpuhub.images import build, report, verify, wheelhouse
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "images" / "pytorch-notebook"
 

@@ -5,8 +5,8 @@ import datetime
 
 import pytest
 
-from images import versions
-from images.versions import VersionsError, line_tag, patch_tag
+from gpuhub.images import versions
+from gpuhub.images.versions import VersionsError, line_tag, patch_tag
 
 VALID = {
     "default": "2.6-cuda12.4",

@@ -49,7 +49,7 @@ def service_pid(hub) -> int:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if ppid == hub.proc.pid and b"hub.gpu_usage" in cmdline:
+        if ppid == hub.proc.pid and b"gpuhub.hub.gpu_usage" in cmdline:
             return int(entry.name)
     raise AssertionError("the hub runs no gpu-usage service")
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from spawner.allocator import GPUAllocator, NotEnoughGPUs
-from spawner.inventory import GPU, GPUProcess, Inventory
+from gpuhub.spawner.allocator import GPUAllocator, NotEnoughGPUs
+from gpuhub.spawner.inventory import GPU, GPUProcess, Inventory
 
 GIB = 1 << 30
 

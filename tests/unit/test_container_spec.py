@@ -1,6 +1,6 @@
 """The Docker settings we generate, compared whole (kubespawner's test_objects style)."""
 
-from spawner import container_spec as spec
+from gpuhub.spawner import container_spec as spec
 
 GIB = 1 << 30
 
@@ -37,18 +37,6 @@ def test_cpu_only_server_gets_no_devices_and_void_visible_devices():
     }
     assert spec.gpu_environment([]) == {"NVIDIA_VISIBLE_DEVICES": "void"}
     assert spec.gpu_environment(["GPU-a"]) == {}
-
-
-def test_labels_round_trip():
-    labels = spec.labels("ann@example.org", "", ["GPU-a", "GPU-b"])
-    assert labels == {
-        "gpuhub.user": "ann@example.org",
-        "gpuhub.server": "",
-        "gpuhub.gpus": "GPU-a,GPU-b",
-    }
-    assert spec.gpus_from_labels(labels) == ("GPU-a", "GPU-b")
-    assert spec.gpus_from_labels(spec.labels("bob", "", [])) == ()
-    assert spec.gpus_from_labels(None) == ()
 
 
 def test_docker_socket_is_spotted():

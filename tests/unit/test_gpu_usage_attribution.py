@@ -2,7 +2,7 @@
 
 import os
 
-from hub.gpu_usage.attribution import container_id_from_cgroup, container_id_of_pid, container_ids
+from gpuhub.hub.gpu_usage.attribution import container_id_from_cgroup, container_id_of_pid, container_ids
 
 ID = "b81c07fa1b488da77ea0473d111f7b94d655736654e6467602a4983e88e793d8"
 

@@ -2,9 +2,9 @@
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub.gpu_usage.metrics import UsageCollector, registry_for, render
-from hub.gpu_usage.tracker import Server, Tracker
-from spawner.inventory import GPU, GPUProcess, Inventory
+from gpuhub.hub.gpu_usage.metrics import UsageCollector, registry_for, render
+from gpuhub.hub.gpu_usage.tracker import Server, Tracker
+from gpuhub.spawner.inventory import GPU, GPUProcess, Inventory
 
 
 def series(text):

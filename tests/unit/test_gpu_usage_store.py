@@ -2,7 +2,7 @@
 
 import datetime
 
-from hub.gpu_usage.store import UsageStore, utc_day, week_start
+from gpuhub.hub.gpu_usage.store import UsageStore, utc_day, week_start
 
 MONDAY = datetime.datetime(2026, 11, 16, 12, tzinfo=datetime.timezone.utc).timestamp()
 DAY = 86400

@@ -3,8 +3,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.gpu_usage.tracker import History, Point, Server, Tracker, held_gpu_seconds
-from spawner.inventory import GPU, GPUProcess, Inventory
+from gpuhub.hub.gpu_usage.tracker import History, Point, Server, Tracker, held_gpu_seconds
+from gpuhub.spawner.inventory import GPU, GPUProcess, Inventory
 
 CID = "a" * 64
 

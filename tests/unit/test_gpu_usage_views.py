@@ -1,8 +1,8 @@
 """What users and admins are shown: privacy, totals, sparklines, durations."""
 
-from hub.gpu_usage import views
-from hub.gpu_usage.tracker import Server, Tracker
-from spawner.inventory import GPU, GPUProcess, Inventory
+from gpuhub.hub.gpu_usage import views
+from gpuhub.hub.gpu_usage.tracker import Server, Tracker
+from gpuhub.spawner.inventory import GPU, GPUProcess, Inventory
 
 ANN, BOB = "a" * 64, "b" * 64
 

@@ -15,7 +15,7 @@ from tests.fakes.fake_gpus import FakeGPU, FakeMIG, FakeNVML, FakeProcess, build
 GIB = 1 << 30
 READ = """
 import dataclasses, json
-from spawner.inventory import NvmlInventory
+from gpuhub.spawner.inventory import NvmlInventory
 print(json.dumps(dataclasses.asdict(NvmlInventory().read())))
 """
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spawner.options import InvalidOptions, form_to_options, parse_request
+from gpuhub.spawner.options import InvalidOptions, form_to_options, parse_request
 
 IMAGES = ["gpuhub/pytorch-notebook:2.6", "gpuhub/pytorch-notebook:2.7"]
 

@@ -6,7 +6,7 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
-from spawner import GPUDockerSpawner
+from gpuhub.spawner import GPUDockerSpawner
 
 
 def make_spawner(groups=(), **config):
