@@ -14,18 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .gpu_status import Status, status_of
 from .inventory import GPU, Inventory
-
-
-def format_bytes(n: float) -> str:
-    """1288490188 -> '1.2 GiB'."""
-    if n < 1024:
-        return f"{n:.0f} B"
-    for unit in ("KiB", "MiB", "GiB"):
-        n /= 1024
-        if n < 1024 or unit == "GiB":
-            break
-    return f"{n:.1f} {unit}"
 
 
 class NotEnoughGPUs(Exception):
@@ -83,30 +73,9 @@ class GPUAllocator:
         return None
 
     def why_not_free(self, gpu: GPU, max_memory_used: int) -> str | None:
-        """Why ``gpu`` cannot be handed out now, or None when it is free.
-
-        Free means: healthy, held by no server, no compute process on it
-        (any process on an unclaimed GPU runs outside the hub's servers), and
-        less than ``max_memory_used`` bytes of memory in use.
-        """
-        if not gpu.healthy or not gpu.uuid:
-            return f"unhealthy ({gpu.error or 'no UUID'})"
-        holder = self.holder_of(gpu.uuid)
-        if holder is not None:
-            return f"held by {holder}"
-        if gpu.processes:
-            pids = ", ".join(str(p.pid) for p in gpu.processes)
-            held = sum(p.used_memory or 0 for p in gpu.processes)
-            return (
-                f"{len(gpu.processes)} process(es) outside the hub's servers "
-                f"(pid {pids}) hold {format_bytes(held)}"
-            )
-        if gpu.memory_used >= max_memory_used:
-            return (
-                f"{format_bytes(gpu.memory_used)} of memory in use "
-                f"(limit for a free GPU: {format_bytes(max_memory_used)})"
-            )
-        return None
+        """Why ``gpu`` cannot be handed out now, or None when it is free (gpu_status.py)."""
+        status = status_of(gpu, self.holder_of(gpu.uuid) if gpu.uuid else None, max_memory_used)
+        return None if status.status is Status.FREE else status.reason
 
     def free_gpus(self, inventory: Inventory, max_memory_used: int) -> list[GPU]:
         """Free devices, least used first (utilization, then memory, then index)."""
