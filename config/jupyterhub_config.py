@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from gpuhub.hub.bootstrap import ensure_docker_network, ensure_private_dir, ensure_secret_file
+from gpuhub.hub.identity import ensure_hub_id, ensure_prefix_is_ours
+from gpuhub.spawner import GPUDockerSpawner
 from gpuhub.hub.gpu_usage import HUB_TEMPLATES, READ_ALL_SCOPE, service_environment
 
 c = get_config()  # noqa: F821
@@ -42,6 +44,10 @@ c.Authenticator.admin_users = {env("GPUHUB_ADMIN", "admin")}
 
 # ---- servers: GPUDockerSpawner ----
 c.JupyterHub.spawner_class = "gpu-docker"
+# Names and labels on the Docker engine: several hubs may share one (spawner/README.md)
+c.GPUDockerSpawner.hub_id = ensure_hub_id(state_dir)
+if env("GPUHUB_PREFIX"):
+    c.GPUDockerSpawner.prefix = env("GPUHUB_PREFIX")
 c.JupyterHub.cleanup_servers = False  # servers (and their GPUs) outlive a hub restart
 c.GPUDockerSpawner.image = env("GPUHUB_IMAGE", "gpuhub/pytorch-notebook:2.6-cuda12.4")
 c.GPUDockerSpawner.network_name = network
@@ -86,3 +92,9 @@ c.JupyterHub.template_paths = [HUB_TEMPLATES]  # nav link, GPUs on the home page
 config_d = Path(env("GPUHUB_CONFIG_D", Path(__file__).parent / "jupyterhub_config.d"))
 for path in sorted(config_d.glob("*.py")):
     load_subconfig(str(path))  # noqa: F821
+
+# ---- last, with the final settings: this hub's names on the engine are its own ----
+ensure_prefix_is_ours(
+    c.GPUDockerSpawner.get("prefix", GPUDockerSpawner.prefix.default_value),
+    c.GPUDockerSpawner.hub_id,
+)

@@ -1,21 +1,37 @@
-"""Who holds which GPU: pure bookkeeping, no I/O.
+"""Who holds which GPU in this hub: pure bookkeeping, no I/O.
 
-A *holder* is a server's container name: unique per user and server, known
-before the container exists, and written on the container as a label so the
-table can be rebuilt from Docker after a hub restart.
+A claim belongs to a :class:`ServerKey` (user, server name): stable for the
+life of a server, known before its container exists, and independent of
+the container's name (``name_template`` may change that name at start).
+
+The claim table holds what the engine cannot show yet: GPUs chosen for a
+server whose container is still being made. Every GPU named on a live
+container of the engine is taken too (``taken``, from ``engine.py``), whichever
+hub made it: the engine is the record.
 
 Choosing and claiming happen in one synchronous call (:meth:`GPUAllocator.claim`),
 so on the hub's single event loop no other spawn can run in between: two
-servers never get the same GPU.
+servers of this hub never get the same GPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .gpu_status import Status, status_of
 from .inventory import GPU, Inventory
+
+
+@dataclass(frozen=True, order=True)
+class ServerKey:
+    """A server's identity in its hub: (user, server name; "" for the default server)."""
+
+    user: str
+    server: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.user}/{self.server}" if self.server else self.user
 
 
 class NotEnoughGPUs(Exception):
@@ -26,8 +42,8 @@ class NotEnoughGPUs(Exception):
         total = len(inventory.healthy)
         if not inventory.nvml_available:
             message = (
-                f"You asked for {requested} GPU(s), but this hub has no usable GPUs "
-                f"right now (NVML: {inventory.unavailable_reason}). "
+                f"You asked for {requested} GPU(s), but this hub cannot use its GPUs "
+                f"right now: {inventory.unavailable_reason}. "
                 "Start your server with 0 GPUs, or ask an admin to check the GPU driver."
             )
         elif total == 0:
@@ -51,97 +67,109 @@ class NotEnoughGPUs(Exception):
 class Claim:
     uuids: tuple[str, ...]
     seq: int  # when the claim was made or confirmed (monotonic counter)
-    confirmed: bool  # its container exists (or existed at the last reconcile)
+    expires: float  # unconfirmed claims are dropped after this (monotonic seconds)
+    container_id: str | None = None  # set once its container exists (confirmed)
 
 
 class GPUAllocator:
-    """The claim table: which holder has which device UUIDs."""
+    """The claim table: which server of this hub holds which device UUIDs."""
 
     def __init__(self):
-        self._claims: dict[str, Claim] = {}
+        self._claims: dict[ServerKey, Claim] = {}
         self._seq = 0
 
     # ---- reading -------------------------------------------------------
-    def holders(self) -> dict[str, tuple[str, ...]]:
-        """holder → UUIDs it holds."""
-        return {holder: claim.uuids for holder, claim in self._claims.items()}
+    def holders(self) -> dict[ServerKey, tuple[str, ...]]:
+        """server → UUIDs it holds."""
+        return {key: claim.uuids for key, claim in self._claims.items()}
 
-    def holder_of(self, uuid: str) -> str | None:
-        for holder, claim in self._claims.items():
-            if uuid in claim.uuids:
-                return holder
-        return None
+    def claimed(self) -> dict[str, str]:
+        """UUID → who holds it, for every claimed device."""
+        return {uuid: str(key) for key, claim in self._claims.items() for uuid in claim.uuids}
 
-    def why_not_free(self, gpu: GPU, max_memory_used: int) -> str | None:
-        """Why ``gpu`` cannot be handed out now, or None when it is free (gpu_status.py)."""
-        status = status_of(gpu, self.holder_of(gpu.uuid) if gpu.uuid else None, max_memory_used)
-        return None if status.status is Status.FREE else status.reason
+    def statuses(self, inventory: Inventory, busy_memory: int, taken: Mapping[str, str]):
+        """(gpu, its gpu_status) for every device; ``taken``: UUID → holder on the engine."""
+        holders = {**taken, **self.claimed()}
+        return [(gpu, status_of(gpu, holders.get(gpu.uuid), busy_memory)) for gpu in inventory.gpus]
 
-    def free_gpus(self, inventory: Inventory, max_memory_used: int) -> list[GPU]:
+    def free_gpus(
+        self, inventory: Inventory, busy_memory: int, taken: Mapping[str, str] = {}
+    ) -> list[GPU]:
         """Free devices, least used first (utilization, then memory, then index)."""
         free = [
-            gpu for gpu in inventory.gpus if self.why_not_free(gpu, max_memory_used) is None
+            gpu
+            for gpu, status in self.statuses(inventory, busy_memory, taken)
+            if status.status is Status.FREE
         ]
         return sorted(free, key=_least_used_first)
 
     # ---- changing ------------------------------------------------------
     def claim(
-        self, holder: str, count: int, inventory: Inventory, max_memory_used: int
+        self,
+        key: ServerKey,
+        count: int,
+        inventory: Inventory,
+        busy_memory: int,
+        *,
+        taken: Mapping[str, str] = {},
+        expires: float = float("inf"),
+        prefer: Iterable[str] = (),
     ) -> tuple[str, ...]:
-        """Choose ``count`` free devices and record them as ``holder``'s.
+        """Choose ``count`` free devices and record them as ``key``'s.
 
-        A previous claim by the same holder is given back first: a server
-        that starts again is assigned afresh, never reusing an old assignment
-        that may no longer be free. Raises :class:`NotEnoughGPUs`.
+        A previous claim by the same server is given back first: a server
+        that starts again is assigned afresh. Devices in ``prefer`` (the
+        ones its kept container names) go first when they are free.
+        Raises :class:`NotEnoughGPUs`.
         """
-        self.release(holder)
+        self.release(key)
         if count <= 0:
             return ()
-        free = self.free_gpus(inventory, max_memory_used)
+        free = self.free_gpus(inventory, busy_memory, taken)
         if len(free) < count:
-            held = sum(1 for gpu in inventory.healthy if self.holder_of(gpu.uuid))
+            holders = {**taken, **self.claimed()}
+            held = sum(1 for gpu in inventory.healthy if gpu.uuid in holders)
             raise NotEnoughGPUs(count, inventory, free=len(free), held=held)
+        preferred = set(prefer)
+        free.sort(key=lambda gpu: gpu.uuid not in preferred)  # stable: least used stays next
         uuids = tuple(gpu.uuid for gpu in free[:count])
-        self._claims[holder] = Claim(uuids, self._next_seq(), confirmed=False)
+        self._claims[key] = Claim(uuids, self._next_seq(), expires)
         return uuids
 
-    def confirm(self, holder: str) -> None:
-        """The holder's container now exists (it carries the claim as a label)."""
-        claim = self._claims.get(holder)
+    def confirm(self, key: ServerKey, container_id: str) -> None:
+        """The server's container exists now (it carries the claim as a label)."""
+        claim = self._claims.get(key)
         if claim is not None:
-            claim.confirmed = True
+            claim.container_id = container_id
             claim.seq = self._next_seq()
 
-    def restore(self, holder: str, uuids: Iterable[str]) -> None:
-        """Record a claim found on an existing container (hub start-up)."""
-        uuids = tuple(uuids)
-        if uuids:
-            self._claims[holder] = Claim(uuids, self._next_seq(), confirmed=True)
-
-    def release(self, holder: str) -> tuple[str, ...]:
-        claim = self._claims.pop(holder, None)
+    def release(self, key: ServerKey) -> tuple[str, ...]:
+        claim = self._claims.pop(key, None)
         return claim.uuids if claim else ()
 
     def mark(self) -> int:
-        """A point in time, to pass to :meth:`forget_missing` later."""
+        """A point in time, to pass to :meth:`reconcile` with a later engine listing."""
         return self._next_seq()
 
-    def forget_missing(self, live_holders: set[str], since: int) -> list[str]:
-        """Drop confirmed claims whose container was not live at ``since``.
+    def reconcile(self, live_container_ids: set[str], since: int, now: float) -> list[tuple[ServerKey, str]]:
+        """Drop claims the engine shows are over; returns (server, why) for each.
 
-        ``live_holders`` is what Docker listed after :meth:`mark` returned
-        ``since``. Claims made or confirmed after that point, and claims whose
-        container is still being created, are kept: the listing cannot have
-        seen them.
+        ``live_container_ids`` is what the engine listed after :meth:`mark`
+        returned ``since``. A confirmed claim whose container was not live
+        then is over; claims confirmed after that point are kept (the listing
+        cannot have seen them). An unconfirmed claim past ``expires`` is over:
+        its spawn died without giving it back.
         """
-        stale = [
-            holder
-            for holder, claim in self._claims.items()
-            if claim.confirmed and claim.seq < since and holder not in live_holders
-        ]
-        for holder in stale:
-            del self._claims[holder]
-        return stale
+        over = []
+        for key, claim in list(self._claims.items()):
+            if claim.container_id is not None:
+                if claim.seq < since and claim.container_id not in live_container_ids:
+                    over.append((key, "its container is gone or stopped"))
+            elif claim.expires < now:
+                over.append((key, "its container was never made (spawn abandoned)"))
+        for key, _why in over:
+            del self._claims[key]
+        return over
 
     def _next_seq(self) -> int:
         self._seq += 1

@@ -1,14 +1,14 @@
 """GPUDockerSpawner: DockerSpawner that hands each server free GPUs, by UUID.
 
-Lifecycle only; the pieces live beside it:
-``inventory.py`` reads NVML, ``allocator.py`` keeps the claim table,
-``container_spec.py`` builds the Docker settings, ``options.py`` checks what
-users ask for, ``templates/options_form.html`` is the spawn form.
+Traits and lifecycle only; the pieces live beside it: ``pool.py`` owns the
+GPUs (inventory, claim table, engine record, reconcile), ``container_spec.py``
+builds the Docker settings, ``labels.py`` is the label contract,
+``options.py`` checks what users ask for, ``templates/options_form.html`` is
+the spawn form.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import inspect
 
@@ -16,28 +16,16 @@ from dockerspawner import DockerSpawner
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader
 from jupyterhub.traitlets import ByteSpecification
 from tornado import web
-from traitlets import Int, List, TraitError, Unicode, default, validate
+from traitlets import Float, Int, List, TraitError, Unicode, default, validate
 
 from . import container_spec, labels
-from .allocator import GPUAllocator, NotEnoughGPUs
-from .inventory import NvmlInventory
+from .allocator import NotEnoughGPUs, ServerKey
 from .options import InvalidOptions, form_to_options, parse_request
+from .pool import ClaimConflict, GPUPool
 
-# Docker states in which a container holds its GPUs. A "created" container
-# is one whose spawn is under way; one found at hub start-up is a leftover
-# of a spawn that died with the hub, and holds nothing.
-LIVE_STATES = {"created", "running", "restarting", "paused"}
-RUNNING_STATES = LIVE_STATES - {"created"}
-
-
-class _SharedPool:
-    """State every spawner in this hub process shares."""
-
-    def __init__(self, log):
-        self.inventory = NvmlInventory(log)
-        self.allocator = GPUAllocator()
-        self.lock = asyncio.Lock()
-        self.loaded: asyncio.Task | None = None
+# How often a start may lose a GPU to another hub on the same engine (both
+# chose it at the same moment) and choose again before giving up.
+CLAIM_ATTEMPTS = 3
 
 
 class GPUDockerSpawner(DockerSpawner):
@@ -49,7 +37,7 @@ class GPUDockerSpawner(DockerSpawner):
     when the hub restarts.
     """
 
-    _pool: _SharedPool | None = None
+    _pool: GPUPool | None = None  # one per hub process, shared by every spawner
 
     # ---- configuration -----------------------------------------------
     gpu_quota = Int(
@@ -140,11 +128,54 @@ class GPUDockerSpawner(DockerSpawner):
         """,
     )
 
-    # ---- DockerSpawner defaults that suit a GPU hub --------------------
-    @default("prefix")
-    def _default_prefix(self):
-        return "gpuhub"
+    hub_id = Unicode(
+        config=True,
+        help="""This hub's identity on the Docker engine: the ``gpuhub.hub`` label on
+        its containers and volumes.
 
+        Several hubs may share one engine: each needs its own ``prefix`` and
+        ``hub_id``. GPUs named on any hub's live containers are never handed
+        out twice; containers of this hub that no server of it accounts for
+        are stopped by the reconcile. ``config/jupyterhub_config.py`` sets it
+        from an id kept in the hub's state dir. Default: the ``prefix``::
+
+            c.GPUDockerSpawner.hub_id = "physics-hub"
+        """,
+    )
+
+    @default("hub_id")
+    def _default_hub_id(self):
+        return self.prefix
+
+    reconcile_interval = Float(
+        30.0,
+        min=0.0,
+        config=True,
+        help="""Seconds between checks of the claim table against the engine.
+
+        Each check drops claims of containers that are gone, expires claims of
+        spawns that never made a container, and stops containers of this hub
+        that no server of the hub accounts for (seen so twice in a row). 0
+        turns the periodic check off (a refused spawn still checks). Default 30::
+
+            c.GPUDockerSpawner.reconcile_interval = 60
+        """,
+    )
+
+    prefix = Unicode(
+        "gpuhub",
+        config=True,
+        help="""Prefix of this hub's container and volume names (``{prefix}-{username}``).
+
+        Hubs sharing one Docker engine need different prefixes; a hub refuses
+        to start when another hub's containers or volumes use its prefix.
+        Default: "gpuhub"::
+
+            c.GPUDockerSpawner.prefix = "physics"
+        """,
+    )
+
+    # ---- DockerSpawner defaults that suit a GPU hub --------------------
     @default("remove")
     def _default_remove(self):
         # Each start creates a new container, so each start picks GPUs afresh;
@@ -157,7 +188,7 @@ class GPUDockerSpawner(DockerSpawner):
 
     @default("volumes")
     def _default_volumes(self):
-        return {"gpuhub-user-{username}": "/home/jovyan"}
+        return {"{prefix}-user-{username}": "/home/jovyan"}
 
     @default("allowed_images")
     def _default_allowed_images(self):
@@ -177,7 +208,8 @@ class GPUDockerSpawner(DockerSpawner):
 
     @validate("allowed_images")
     def _validate_allowed_images(self, proposal):
-        if proposal.value == "*":
+        # dockerspawner passes a plain dict when allowed_images is a callable
+        if proposal["value"] == "*":
             raise TraitError(
                 "GPUDockerSpawner.allowed_images cannot be '*': users must never run "
                 "arbitrary images. List the images, e.g. ['gpuhub/pytorch-notebook:2.6']."
@@ -222,49 +254,25 @@ class GPUDockerSpawner(DockerSpawner):
         super().clear_state()
         self.gpu_uuids = []
 
-    # ---- shared pool -----------------------------------------------------
+    # ---- the pool ----------------------------------------------------------
     @property
-    def pool(self) -> _SharedPool:
+    def pool(self) -> GPUPool:
         cls = GPUDockerSpawner
         if cls._pool is None:
-            cls._pool = _SharedPool(self.log)
+            cls._pool = GPUPool(
+                hub_id=self.hub_id,
+                prefix=self.prefix,
+                docker_client=self.client,
+                log=self.log,
+                reconcile_interval=self.reconcile_interval,
+                remove_forgotten=self.remove,
+            )
+        cls._pool.start_reconciling()
         return cls._pool
 
-    async def _ensure_claims_loaded(self):
-        """Rebuild the claim table from Docker once per hub process."""
-        pool = self.pool
-        if pool.loaded is None:
-            pool.loaded = asyncio.ensure_future(self._load_claims())
-        try:
-            await asyncio.shield(pool.loaded)
-        except Exception:
-            pool.loaded = None  # Docker was down: try again next time
-            raise
-
-    async def _gpu_containers(self) -> list[dict]:
-        """Every container on this engine that carries a GPU claim label."""
-        return await self.docker("containers", all=True, filters={"label": labels.GPU_LABEL})
-
-    async def _load_claims(self):
-        restored = 0
-        for container in await self._gpu_containers():
-            uuids = labels.gpus_from_labels(container.get("Labels"))
-            if container.get("State") in RUNNING_STATES and uuids:
-                self.pool.allocator.restore(_container_name(container), uuids)
-                restored += 1
-        self.log.info("GPU claims rebuilt from Docker: %i server(s) hold GPUs", restored)
-
-    async def _forget_dead_claims(self):
-        """Give back GPUs of containers that died without the hub noticing yet."""
-        allocator = self.pool.allocator
-        since = allocator.mark()
-        live = {
-            _container_name(c)
-            for c in await self._gpu_containers()
-            if c.get("State") in LIVE_STATES
-        }
-        for holder in allocator.forget_missing(live, since):
-            self.log.info("GPUs of %s released: its container is gone", holder)
+    @property
+    def server_key(self) -> ServerKey:
+        return ServerKey(self.user.name, self.name or "")
 
     # ---- user options and group settings --------------------------------
     async def apply_group_overrides(self):
@@ -280,7 +288,9 @@ class GPUDockerSpawner(DockerSpawner):
             overrides = overrides(self)
             if inspect.isawaitable(overrides):
                 overrides = await overrides
-        names = {name for o in overrides.values() for name in o.get("spawner_override", {})}
+        # "image" too: DockerSpawner.start keeps a chosen image on the spawner, and
+        # the next start must not run it again unless it is chosen and allowed again.
+        names = {"image"} | {n for o in overrides.values() for n in o.get("spawner_override", {})}
         self._values_before_overrides = {n: copy.deepcopy(getattr(self, n)) for n in names}
         await super().apply_group_overrides()
 
@@ -308,8 +318,7 @@ class GPUDockerSpawner(DockerSpawner):
 
     async def render_options_form(self) -> str:
         await self.apply_group_overrides()
-        inventory = await self.pool.inventory.snapshot()
-        free = self.pool.allocator.free_gpus(inventory, self.busy_memory_threshold)
+        free, inventory = await self.pool.free_count(self.busy_memory_threshold)
         names = sorted({gpu.name for gpu in inventory.healthy if gpu.name})
         return _templates(tuple(self.options_form_template_paths)).get_template(
             "options_form.html"
@@ -317,7 +326,7 @@ class GPUDockerSpawner(DockerSpawner):
             quota=self.gpu_quota,
             offered=min(self.gpu_quota, len(inventory.healthy)),
             default_gpus=self._default_gpu_count(inventory),
-            free=len(free),
+            free=free,
             total=len(inventory.healthy),
             nvml_available=inventory.nvml_available,
             unavailable_reason=inventory.unavailable_reason,
@@ -327,50 +336,36 @@ class GPUDockerSpawner(DockerSpawner):
         )
 
     # ---- lifecycle -------------------------------------------------------
-    async def _claim_gpus(self) -> tuple[str, ...]:
-        pool = self.pool
-        inventory = await pool.inventory.snapshot()
-        async with pool.lock:
-            try:
-                return self._claim(inventory)
-            except NotEnoughGPUs:
-                # Before refusing, look again: containers that died without the
-                # hub noticing yet, jobs outside the hub that have ended.
-                await self._forget_dead_claims()
-                inventory = await pool.inventory.snapshot(max_age=0)
-            try:
-                return self._claim(inventory)
-            except NotEnoughGPUs as error:
-                self._log_unavailable(inventory)
-                raise web.HTTPError(409, str(error)) from None
-
-    def _claim(self, inventory) -> tuple[str, ...]:
-        return self.pool.allocator.claim(
-            self.object_name, self.gpu_request, inventory, self.busy_memory_threshold
-        )
-
-    def _log_unavailable(self, inventory):
-        allocator = self.pool.allocator
-        for gpu in inventory.gpus:
-            reason = allocator.why_not_free(gpu, self.busy_memory_threshold)
-            if reason:
-                self.log.info("GPU %s (%s) not assigned: %s", gpu.index, gpu.uuid or "?", reason)
+    async def _claim_gpus(self, prefer=()) -> tuple[str, ...]:
+        try:
+            uuids = await self.pool.claim(
+                self.server_key,
+                self.gpu_request,
+                self.busy_memory_threshold,
+                # a spawn that dies without giving its GPUs back loses them after this
+                expires_in=self.start_timeout + self.reconcile_interval,
+                prefer=prefer,
+            )
+        except NotEnoughGPUs as error:
+            raise web.HTTPError(409, str(error)) from None
+        if uuids:
+            self.log.info("Assigned GPU(s) %s to %s", ",".join(uuids), self._log_name)
+        return uuids
 
     def _release_gpus(self):
-        uuids = self.pool.allocator.release(self.object_name)
+        uuids = self.pool.release(self.server_key)
         if uuids:
             self.log.info("Released GPU(s) %s of %s", ",".join(uuids), self._log_name)
         self.gpu_uuids = []
 
     async def start(self):
-        await self._ensure_claims_loaded()
         self._starting = True
         try:
-            self.gpu_uuids = list(await self._claim_gpus())
-            if self.gpu_uuids:
-                self.log.info(
-                    "Assigned GPU(s) %s to %s", ",".join(self.gpu_uuids), self._log_name
-                )
+            kept = None if self.remove else await self.get_object()
+            kept_gpus = labels.gpus_from_labels(kept["Config"]["Labels"]) if kept else ()
+            self.gpu_uuids = list(await self._claim_gpus(prefer=kept_gpus))
+            if kept and not await self._may_reuse(kept, kept_gpus):
+                await self.remove_object()
             return await super().start()
         except BaseException:
             if not self.object_id:
@@ -382,18 +377,60 @@ class GPUDockerSpawner(DockerSpawner):
         finally:
             self._starting = False
 
+    async def _may_reuse(self, kept: dict, kept_gpus: tuple[str, ...]) -> bool:
+        """A kept container (``remove = False``) starts again only with the GPUs
+        just claimed and an image the user may run now; otherwise it is replaced."""
+        chosen = self.user_options.get("image")
+        image = await self.check_allowed(chosen) if chosen else self.image
+        if sorted(kept_gpus) != sorted(self.gpu_uuids) or kept["Config"]["Image"] != image:
+            self.log.info(
+                "Replacing %s's kept container: it names GPU(s) %s and image %s, "
+                "this start has %s and %s", self._log_name, ",".join(kept_gpus) or "none",
+                kept["Config"]["Image"], ",".join(self.gpu_uuids) or "none", image,
+            )
+            return False
+        return True
+
     async def create_object(self):
+        for _attempt in range(CLAIM_ATTEMPTS):
+            created = await self._create_container()
+            self.pool.confirm(self.server_key, created["Id"])
+            try:
+                await self.pool.verify(self.server_key, created["Id"])
+                return created
+            except ClaimConflict as conflict:
+                self.log.warning("%s: choosing again", conflict)
+                await self.pool.remove_container(created["Id"])
+                self.gpu_uuids = list(await self._claim_gpus())
+        raise web.HTTPError(
+            503, "Other hubs on this Docker engine took the free GPUs while your server "
+            "was starting. Try again in a moment.",
+        )
+
+    async def _create_container(self) -> dict:
+        # workaround for DockerSpawner.create_object, which reads these traits
+        # and has no parameter for the GPU- and hardening pieces
         configured_create, configured_host = self.extra_create_kwargs, self.extra_host_config
         self.extra_create_kwargs = await self._with_required_create_kwargs(configured_create)
         self.extra_host_config = container_spec.required_host_config(
             self.gpu_uuids, self.shm_size, self.pids_limit, await self._evaluate(configured_host)
         )
         try:
-            created = await super().create_object()
+            await self._ensure_labelled_volumes()
+            return await super().create_object()
         finally:
             self.extra_create_kwargs, self.extra_host_config = configured_create, configured_host
-        self.pool.allocator.confirm(self.object_name)
-        return created
+
+    async def _ensure_labelled_volumes(self):
+        """Create this server's named volumes with the hub's labels (the engine
+        keeps an existing volume as it is)."""
+        for source in self.volume_binds:
+            if "/" not in source:
+                await self.docker(
+                    "create_volume",
+                    name=source,
+                    labels={labels.HUB_LABEL: self.hub_id, labels.USER_LABEL: self.user.name},
+                )
 
     async def _evaluate(self, value) -> dict:
         value = self._eval_if_callable(value)
@@ -406,7 +443,7 @@ class GPUDockerSpawner(DockerSpawner):
         create_kwargs["user"] = self.container_user
         create_kwargs["labels"] = {
             **(create_kwargs.get("labels") or {}),
-            **labels.labels(self.prefix, self.user.name, self.name, self.gpu_uuids),
+            **labels.labels(self.hub_id, self.user.name, self.name, self.gpu_uuids),
         }
         return create_kwargs
 
@@ -416,19 +453,16 @@ class GPUDockerSpawner(DockerSpawner):
         return env
 
     async def poll(self):
-        await self._ensure_claims_loaded()
         status = await super().poll()
-        if status is not None and not self._starting:
+        if status is None:
+            self.pool.track(self.server_key)
+        elif not self._starting:
             self._release_gpus()
         return status
 
     async def stop(self, now=False):
         await super().stop(now=now)
         self._release_gpus()
-
-
-def _container_name(container: dict) -> str:
-    return container["Names"][0].lstrip("/")
 
 
 _environments: dict[tuple[str, ...], Environment] = {}

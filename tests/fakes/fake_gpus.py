@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import secrets
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -121,8 +122,20 @@ class FakeNVML:
 
     @staticmethod
     def make_gpus(n: int, **kw) -> list[FakeGPU]:
-        """n identical GPUs (fields from kw) with unique, deterministic, valid-hex UUIDs."""
-        return [FakeGPU(index=i, uuid=f"GPU-fa4e0000-0000-4000-8000-{i:012x}", **kw) for i in range(n)]
+        """n identical GPUs (fields from kw) with valid-hex UUIDs, unique to this test run.
+
+        One engine is one host: GPUs named on any container of the engine are
+        taken, so two test runs sharing the engine must not share fake UUIDs.
+        """
+        return [FakeGPU(index=i, uuid=fake_uuid("GPU", i), **kw) for i in range(n)]
+
+
+RUN_TAG = secrets.token_hex(2)  # this test run's fake "host"
+
+
+def fake_uuid(kind: str, i: int) -> str:
+    """'GPU-fa4e1a2b-0000-4000-8000-000000000003': kind, this run's tag, i."""
+    return f"{kind}-fa4e{RUN_TAG}-0000-4000-8000-{i:012x}"
 
 
 def library_dir() -> pathlib.Path:

@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.fakes.fake_gpus import FakeMIG, FakeNVML, FakeProcess
+from tests.fakes.fake_gpus import FakeMIG, FakeNVML, FakeProcess, fake_uuid
 from tests.integration.hubrig import container_of, gpus_of, wait_for
 
 GIB = 1 << 30
@@ -92,8 +92,7 @@ def test_gpu_with_foreign_process_or_memory_is_not_handed_out(start_hub, engine)
     assert gpus_of(container_of(engine, "ann")) == [gpus[2].uuid]
     message = refusal(hub.spawn("bob", {"gpus": 1}))
     assert "2 busy with jobs outside the hub" in message
-    assert "GPU 0 (GPU-fa4e0000-0000-4000-8000-000000000000) not assigned: 1 process(es)" \
-        in hub.log_path.read_text()
+    assert f"GPU 0 ({gpus[0].uuid}) not assigned: 1 process(es)" in hub.log_path.read_text()
 
     # The foreign job ends: the GPU is handed out again.
     hub.nvml.write(gpus)
@@ -120,14 +119,14 @@ def test_without_nvml_every_spawn_works_with_zero_gpus(start_hub, engine):
     hub.start_server("ann")  # no options: default 1 GPU capped by 0 usable → CPU-only
     assert gpus_of(container_of(engine, "ann")) == []
     message = refusal(hub.spawn("bob", {"gpus": 1}))
-    assert "no usable GPUs" in message and "Start your server with 0 GPUs" in message
+    assert "cannot use its GPUs right now" in message and "Start your server with 0 GPUs" in message
     assert hub.log_path.read_text().count("running CPU-only") == 1
 
 
 def test_mig_devices_are_handed_out_one_per_server(start_hub, engine):
     gpus = FakeNVML.make_gpus(1, name="NVIDIA A100-SXM4-80GB")
     gpus[0].mig = [
-        FakeMIG(f"MIG-fa4e0000-0000-4000-8000-00000000000{i}", "NVIDIA A100 MIG 3g.40gb", 40 * GIB)
+        FakeMIG(fake_uuid("MIG", i), "NVIDIA A100 MIG 3g.40gb", 40 * GIB)
         for i in range(2)
     ]
     hub = start_hub(gpus)

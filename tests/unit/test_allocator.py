@@ -44,11 +44,11 @@ def test_foreign_process_memory_and_unhealthy_gpus_are_never_free():
         gpu(3),
     )
     alloc = GPUAllocator()
-    reasons = {g.index: alloc.why_not_free(g, GIB) for g in inv.gpus}
-    assert reasons["0"] == "1 process(es) outside the hub's servers (pid 4242) hold 1.2 GiB"
-    assert reasons["1"] == "2.0 GiB of memory in use (limit for a free GPU: 1.0 GiB)"
-    assert reasons["2"] == "unhealthy (GPU is lost)"
-    assert reasons["3"] is None
+    reasons = {g.index: (s.status.value, s.reason) for g, s in alloc.statuses(inv, GIB, {})}
+    assert reasons["0"] == ("busy", "1 process(es) outside the hub's servers (pid 4242) hold 1.2 GiB")
+    assert reasons["1"] == ("busy", "2.0 GiB of memory in use (limit for a free GPU: 1.0 GiB)")
+    assert reasons["2"] == ("unhealthy", "unhealthy (GPU is lost)")
+    assert reasons["3"] == ("free", "")
     assert alloc.claim("a", 1, inv, GIB) == ("GPU-0003",)
     with pytest.raises(NotEnoughGPUs) as refused:
         alloc.claim("b", 1, inv, GIB)
@@ -57,9 +57,9 @@ def test_foreign_process_memory_and_unhealthy_gpus_are_never_free():
 
 def test_zero_gpus_claims_nothing_even_without_nvml():
     alloc = GPUAllocator()
-    off = Inventory(nvml_available=False, unavailable_reason="NVML Shared Library Not Found")
+    off = Inventory(nvml_available=False, unavailable_reason="no NVIDIA driver found on this host")
     assert alloc.claim("a", 0, off, GIB) == ()
-    with pytest.raises(NotEnoughGPUs, match="no usable GPUs.*NVML Shared Library Not Found"):
+    with pytest.raises(NotEnoughGPUs, match="cannot use its GPUs right now: no NVIDIA driver found"):
         alloc.claim("a", 1, off, GIB)
 
 
@@ -85,14 +85,33 @@ def test_mig_devices_are_assigned_not_their_parent():
     assert set(GPUAllocator().claim("a", 2, inv, GIB)) == {"MIG-a", "MIG-b"}
 
 
-def test_restore_and_forget_missing_keep_claims_the_listing_cannot_see():
-    alloc, inv = GPUAllocator(), inventory(gpu(0), gpu(1), gpu(2), gpu(3))
-    alloc.restore("restored-dead", ["GPU-0000"])
-    alloc.restore("restored-live", ["GPU-0001"])
-    alloc.claim("creating", 1, inv, GIB)  # container not created yet
+def test_gpus_on_the_engine_are_taken_whichever_hub_holds_them():
+    alloc, inv = GPUAllocator(), inventory(gpu(0), gpu(1), gpu(2))
+    taken = {"GPU-0000": "bob (hub other)", "GPU-0002": "cid"}
+    assert alloc.claim("a", 1, inv, GIB, taken=taken) == ("GPU-0001",)
+    with pytest.raises(NotEnoughGPUs) as refused:
+        alloc.claim("b", 1, inv, GIB, taken=taken)
+    assert "only 0 of the 3 GPUs" in str(refused.value) and "3 held by other servers" in str(refused.value)
+
+
+def test_a_kept_containers_gpus_are_preferred_when_free():
+    alloc, inv = GPUAllocator(), inventory(gpu(0), gpu(1, utilization=90), gpu(2))
+    assert alloc.claim("a", 1, inv, GIB, prefer=["GPU-0001"]) == ("GPU-0001",)
+    assert alloc.claim("b", 1, inv, GIB, prefer=["GPU-0001"]) == ("GPU-0000",)  # held: next best
+
+
+def test_reconcile_keeps_claims_the_listing_cannot_see_and_expires_abandoned_ones():
+    alloc, inv = GPUAllocator(), inventory(*(gpu(i) for i in range(5)))
+    alloc.claim("dead", 1, inv, GIB)
+    alloc.confirm("dead", "c-dead")
+    alloc.claim("live", 1, inv, GIB)
+    alloc.confirm("live", "c-live")
+    alloc.claim("creating", 1, inv, GIB, expires=100.0)  # container not created yet
+    alloc.claim("abandoned", 1, inv, GIB, expires=10.0)
     since = alloc.mark()
     alloc.claim("late", 1, inv, GIB)
-    alloc.confirm("late")  # confirmed after the listing started
-    assert alloc.forget_missing({"restored-live"}, since) == ["restored-dead"]
-    assert set(alloc.holders()) == {"restored-live", "creating", "late"}
-    assert alloc.holder_of("GPU-0000") is None
+    alloc.confirm("late", "c-late")  # confirmed after the listing started
+    over = alloc.reconcile({"c-live"}, since, now=50.0)
+    assert [key for key, _ in over] == ["dead", "abandoned"]
+    assert set(alloc.holders()) == {"live", "creating", "late"}
+    assert len(alloc.claimed()) == 3

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import fake_gpus
-from tests.fakes.fake_gpus import FakeGPU, FakeMIG, FakeNVML, FakeProcess
+from tests.fakes.fake_gpus import FakeGPU, FakeMIG, FakeNVML, FakeProcess, fake_uuid
 
 import pynvml  # noqa: E402,F401  (a core dependency: nvidia-ml-py)
 
@@ -313,7 +313,7 @@ def test_helper_uuids_and_names():
     gpus = FakeNVML.make_gpus(20)
     uuids = [g.uuid for g in gpus]
     assert len(set(uuids)) == 20
-    assert uuids[1] == "GPU-fa4e0000-0000-4000-8000-000000000001"
+    assert uuids[1] == fake_uuid("GPU", 1)
     for u in uuids:
         int(u.removeprefix("GPU-").replace("-", ""), 16)   # valid hex
     with pytest.raises(ValueError):

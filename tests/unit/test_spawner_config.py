@@ -21,7 +21,8 @@ def test_defaults_suit_a_gpu_hub():
     s = make_spawner(image="gpuhub/test-notebook:latest")
     assert s.remove is True
     assert s.network_name == "gpuhub" and s.use_internal_ip
-    assert s.volumes == {"gpuhub-user-{username}": "/home/jovyan"}
+    assert s.prefix == s.hub_id == "gpuhub"
+    assert s.volumes == {"{prefix}-user-{username}": "/home/jovyan"}
     assert s._get_allowed_images() == {"gpuhub/test-notebook:latest": "gpuhub/test-notebook:latest"}
     assert (s.shm_size, s.pids_limit, s.container_user) == (8 << 30, 4096, "1000")
 
