@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from concurrent.futures import ThreadPoolExecutor
 
 from dockerspawner import DockerSpawner
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader
@@ -174,6 +175,29 @@ class GPUDockerSpawner(DockerSpawner):
             c.GPUDockerSpawner.prefix = "physics"
         """,
     )
+
+    docker_threads = Int(
+        4,
+        min=1,
+        config=True,
+        help="""Threads for Docker calls, shared by every server of the hub.
+
+        DockerSpawner makes every Docker call on one thread, so one slow call
+        (a large image pull) holds up every other spawn and stop. Default 4::
+
+            c.GPUDockerSpawner.docker_threads = 8
+        """,
+    )
+
+    @property
+    def executor(self):
+        # workaround for DockerSpawner.executor: one thread for the whole hub
+        cls = GPUDockerSpawner
+        if cls._docker_executor is None:
+            cls._docker_executor = ThreadPoolExecutor(self.docker_threads, thread_name_prefix="gpuhub-docker")
+        return cls._docker_executor
+
+    _docker_executor: ThreadPoolExecutor | None = None
 
     # ---- DockerSpawner defaults that suit a GPU hub --------------------
     @default("remove")

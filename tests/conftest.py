@@ -52,13 +52,17 @@ def nvml_library():
 
 @pytest.fixture
 def start_hub(request, engine, nvml_library, tmp_path):
-    """start_hub(gpus, processes=(), extra_config="") -> a running Hub."""
+    """start_hub(gpus, processes=(), extra_config="", name="", prefix=PREFIX) -> a running Hub.
+
+    Hubs of one test share the fake GPUs (one host); a second hub needs its
+    own ``name`` (work folder) and ``prefix``.
+    """
     hubs = []
 
-    def start(gpus, processes=(), extra_config=""):
+    def start(gpus, processes=(), extra_config="", name="", prefix=PREFIX):
         nvml = FakeNVML(tmp_path / "gpus.state")
         nvml.write(gpus, processes)
-        hub = Hub(workdir=tmp_path, nvml=nvml, extra_config=extra_config)
+        hub = Hub(workdir=tmp_path / name, nvml=nvml, extra_config=extra_config, prefix=prefix)
         hubs.append(hub)
         return hub.start()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -43,7 +44,6 @@ c.JupyterHub.load_roles.append({{
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
 c.GPUDockerSpawner.image = {image!r}
 c.GPUDockerSpawner.prefix = {prefix!r}
-c.GPUDockerSpawner.volumes = {{"{prefix}-user-{{username}}": "/home/jovyan"}}
 c.GPUDockerSpawner.gpu_quota = 2
 c.GPUDockerSpawner.mem_limit = "1G"
 c.GPUDockerSpawner.cpu_limit = 1.0
@@ -80,6 +80,7 @@ class Hub:
     workdir: Path
     nvml: FakeNVML
     extra_config: str = ""
+    prefix: str = PREFIX  # another hub on the engine: other_prefix()
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     port: int = field(default_factory=free_port)
     hub_port: int = field(default_factory=free_port)  # stable: servers keep talking to it
@@ -103,7 +104,7 @@ class Hub:
             token=self.token,
             proxy_api_port=self.proxy_api_port,
             image=IMAGE,
-            prefix=PREFIX,
+            prefix=self.prefix,
         )
         (config_d / "90-tests.py").write_text(override + textwrap.dedent(self.extra_config))
 
@@ -245,6 +246,15 @@ class Hub:
         wait_for(lambda: self.server(name) is None, f"{name}'s server to stop", timeout=60)
 
 
+def other_prefix(n: int = 2) -> str:
+    """The prefix of a further hub in one test: disjoint from PREFIX's names
+    ("x-ann" must not start with "x-"), removed by remove_test_objects."""
+    return f"{PREFIX}{n}"
+
+
+_TEST_NAMES = re.compile(rf"^{re.escape(PREFIX)}[0-9]?-")
+
+
 def docker_client() -> docker.DockerClient:
     return docker.from_env()
 
@@ -265,7 +275,8 @@ def remove_test_objects(client: docker.DockerClient):
     Docker then answers 404 or 409, and we wait for it to be gone.
     """
     def containers():
-        return client.containers.list(all=True, filters={"name": f"^{PREFIX}-"})
+        listed = client.containers.list(all=True, filters={"name": f"^{PREFIX}"})
+        return [c for c in listed if _TEST_NAMES.match(c.name)]
 
     for container in containers():
         try:
@@ -274,7 +285,9 @@ def remove_test_objects(client: docker.DockerClient):
             if error.status_code not in (404, 409):
                 raise
     wait_for(lambda: not containers(), f"{PREFIX}-* containers to be removed", timeout=60)
-    for volume in client.volumes.list(filters={"name": f"{PREFIX}-"}):
+    for volume in client.volumes.list(filters={"name": PREFIX}):
+        if not _TEST_NAMES.match(volume.name):
+            continue
         try:
             volume.remove(force=True)
         except docker.errors.NotFound:
