@@ -22,7 +22,7 @@ import signal
 import time
 from pathlib import Path
 
-MARKER = b"gpuhub.hub.gpu_usage"  # in the command line of every copy of the service
+MARKER = b"gpuhub.hub.gpu_usage"  # an argument of every copy of the service (python -m …)
 
 
 def _command_line(pid: int) -> bytes | None:
@@ -47,7 +47,7 @@ def take_over(pid_file: Path, log: logging.Logger, timeout: float = 10.0) -> Non
         old = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         old = None
-    if old and old != os.getpid() and _alive(old) and MARKER in (_command_line(old) or b""):
+    if old and old != os.getpid() and _alive(old) and MARKER in (_command_line(old) or b"").split(b"\0"):
         log.warning("An older gpu-usage service (pid %s) still runs for this state dir; "
                     "its hub is gone: stopping it", old)
         _stop(old, timeout, log)

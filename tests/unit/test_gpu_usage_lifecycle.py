@@ -113,3 +113,15 @@ def test_the_service_stops_when_its_hub_is_killed(tmp_path):
         assert wait_for("stopped")
     finally:
         hub.kill()
+
+
+def test_a_program_that_only_mentions_the_service_is_left_alone(tmp_path):
+    other = sleeper("tests/unit/test_gpuhub.hub.gpu_usage.py")
+    pid_file = tmp_path / "gpu_usage.pid"
+    pid_file.write_text(str(other.pid))
+    try:
+        lifecycle.take_over(pid_file, LOG)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
