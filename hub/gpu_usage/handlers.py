@@ -22,6 +22,13 @@ from .params import InvalidParameter, parse_window
 from .store import week_start
 
 
+def script_string(text: str) -> str:
+    """``text`` for a JavaScript string literal inside <script> (page.html puts the
+    user name there unescaped): JSON-escaped, and no "</script>" can end the block."""
+    escaped = json.dumps(text)[1:-1]
+    return escaped.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 class UsageHandler(HubOAuthenticated, web.RequestHandler):
     """Shared by pages and API: the sample, the user, what they may see.
 
@@ -103,7 +110,7 @@ class PageHandler(UsageHandler):
         return {
             "base_url": hub_prefix,
             "prefix": self.usage.base_url,
-            "user": SimpleNamespace(name=user["name"], json_escaped_name=json.dumps(user["name"])[1:-1])
+            "user": SimpleNamespace(name=user["name"], json_escaped_name=script_string(user["name"]))
             if user else None,
             "login_url": url_path_join(hub_prefix, "login"),
             "logout_url": url_path_join(hub_prefix, "logout"),

@@ -147,3 +147,10 @@ def test_pages_render_inside_the_hubs_page_frame(state_dir):
     assert 'id="nav-gpu-usage" href="/services/gpu-usage/"' in html  # gpuhub's override
     assert 'id="logout"' in html and 'href="/hub/logout"' in html
     assert Path(HUB_TEMPLATES, "page.html").exists()
+
+
+def test_a_user_name_cannot_end_the_script_block():
+    from gpuhub.hub.gpu_usage.handlers import script_string
+
+    assert script_string('ann"</script><b>&') == 'ann\\"\\u003c/script\\u003e\\u003cb\\u003e\\u0026'
+    assert script_string("zoë") == "zo\\u00eb"
