@@ -11,7 +11,9 @@ with 50 spawned notebook servers, without 50 notebook processes on 2 cores.
             with no requests, at the default 5 s interval
   load:     100 clients (90 users polling api/me and their page, 10
             instructors polling api/gpus and the all-GPUs page), each one
-            request every --period seconds, for --load seconds: p50/p95
+            request every --period seconds, for --load seconds: p50/p95,
+            with --history-days of GPU-hours already stored for every client
+            (requests read running totals: their cost does not grow with it)
 
 Run: PYTHONPATH=. DOCKER_HOST=unix:///run/gpuhub-test/docker.sock \
      .venv/bin/python benchmarks/gpu_usage.py
@@ -35,8 +37,10 @@ os.environ.pop("GPUHUB_USAGE_INTERVAL", None)  # the default, 5 s
 
 import aiohttp  # noqa: E402
 
+from gpuhub.hub.gpu_usage.store import UsageStore  # noqa: E402
 from tests.fakes.fake_gpus import FakeNVML, FakeProcess, build_library  # noqa: E402
 from tests.integration.hubrig import PREFIX, Hub, docker_client, remove_test_objects  # noqa: E402
+from tests.integration.test_gpu_usage import gpus_of_this_run  # noqa: E402
 
 BASE_IMAGE = "gpuhub/debian-base:bookworm"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -55,6 +59,16 @@ def service_pid(hub: Hub) -> int:
             except OSError:
                 continue
     raise RuntimeError("no gpu-usage service under the hub")
+
+
+def store_history(state_dir: Path, names: list[str], days: int) -> None:
+    """``days`` days of GPU-hours for every name, as a long-running hub has them."""
+    state_dir.mkdir(mode=0o700, exist_ok=True)
+    store = UsageStore(state_dir / "gpu_usage.sqlite")
+    now = time.time()
+    for day in range(days, 0, -1):
+        store.write(store.add({name: 600.0 for name in names}, now - day * 86400))
+    store.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -117,13 +131,15 @@ def main():
     parser.add_argument("--period", type=float, default=1.0, help="seconds between a client's requests")
     parser.add_argument("--idle", type=float, default=60, help="seconds measuring the sampler alone")
     parser.add_argument("--load", type=float, default=30, help="seconds of client load")
+    parser.add_argument("--history-days", type=int, default=365,
+                        help="days of GPU-hours stored for every client before the hub starts")
     args = parser.parse_args()
     build_library()
     client = docker_client()
     remove_test_objects(client)
     try:
         with tempfile.TemporaryDirectory(prefix="gpuhub-bench-usage-") as workdir:
-            gpus = FakeNVML.make_gpus(args.gpus)
+            gpus = gpus_of_this_run(args.gpus)
             for gpu in gpus[: args.gpus // 2]:
                 gpu.util_gpu, gpu.mem_used = 60, 30 * 2**30
             nvml = FakeNVML(Path(workdir) / "gpus.state")
@@ -132,9 +148,10 @@ def main():
             pids = [c.attrs["State"]["Pid"] or 0 for c in (client.containers.get(c.id) for c in containers[:4])]
             nvml.write(gpus, [FakeProcess(uuid=g.uuid, pid=p, mem=2**30) for g, p in zip(gpus, pids)]
                        + [FakeProcess(uuid=gpus[-1].uuid, pid=os.getpid(), mem=2**30)])
+            names = [f"user{i:03d}" for i in range(args.clients)]
+            store_history(Path(workdir) / "state", names, args.history_days)
             hub.start()
             try:
-                names = [f"user{i:03d}" for i in range(args.clients)]
                 instructors = set(names[-args.clients // 10:])
                 hub.create_users(*sorted(set(names) - instructors))
                 hub.create_users(*sorted(instructors), groups=("instructors",))
@@ -159,7 +176,8 @@ def main():
     p50 = statistics.median(latencies) * 1000
     p95 = latencies[int(len(latencies) * 0.95) - 1] * 1000
     print(f"\n{args.servers} servers ({args.gpus} GPUs held by {min(args.gpus, args.servers)}), "
-          f"{args.clients} clients, one request each per {args.period:g} s, {args.load:g} s")
+          f"{args.clients} clients, one request each per {args.period:g} s, {args.load:g} s, "
+          f"{args.history_days} days of GPU-hours stored per client")
     print(f"requests: {total} ({total / (args.load + WARM_UP):.0f}/s), errors: {len(errors)} {errors[:5]}")
     print(f"latency after a {WARM_UP:g} s warm-up, p50: {p50:.1f} ms   p95: {p95:.1f} ms   max: {latencies[-1] * 1000:.1f} ms   (target p95 < 100 ms)")
     print(f"warm-up ({len(warm)} requests): p95 {warm[int(len(warm) * 0.95) - 1] * 1000:.0f} ms; "

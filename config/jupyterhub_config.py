@@ -5,13 +5,15 @@
 # Every GPUDockerSpawner option is documented in its trait's help:
 #   python -c "from gpuhub.spawner import GPUDockerSpawner; GPUDockerSpawner.class_print_help()"
 import os
-import sys
 from pathlib import Path
 
+from jupyterhub.app import JupyterHub
+
 from gpuhub.hub.bootstrap import ensure_docker_network, ensure_private_dir, ensure_secret_file
+from gpuhub.hub.environment import settings_from_environment
+from gpuhub.hub.gpu_usage.wiring import configure_gpu_usage
 from gpuhub.hub.identity import ensure_hub_id, ensure_prefix_is_ours
 from gpuhub.spawner import GPUDockerSpawner
-from gpuhub.hub.gpu_usage import HUB_TEMPLATES, READ_ALL_SCOPE, service_environment
 
 c = get_config()  # noqa: F821
 env = os.environ.get
@@ -26,7 +28,6 @@ c.ConfigurableHTTPProxy.pid_file = str(state_dir / "jupyterhub-proxy.pid")
 # ---- network: public proxy; hub on the containers' Docker network only ----
 network = env("GPUHUB_NETWORK", "gpuhub")
 hub_ip = ensure_docker_network(network)
-c.JupyterHub.bind_url = env("GPUHUB_BIND_URL", "http://:8000")
 c.JupyterHub.hub_bind_url = f"http://{hub_ip}:{env('GPUHUB_HUB_PORT', '8081')}"
 c.JupyterHub.hub_connect_ip = hub_ip
 
@@ -46,52 +47,32 @@ c.Authenticator.admin_users = {env("GPUHUB_ADMIN", "admin")}
 c.JupyterHub.spawner_class = "gpu-docker"
 # Names and labels on the Docker engine: several hubs may share one (spawner/README.md)
 c.GPUDockerSpawner.hub_id = ensure_hub_id(state_dir)
-if env("GPUHUB_PREFIX"):
-    c.GPUDockerSpawner.prefix = env("GPUHUB_PREFIX")
 c.JupyterHub.cleanup_servers = False  # servers (and their GPUs) outlive a hub restart
-c.GPUDockerSpawner.image = env("GPUHUB_IMAGE", "gpuhub/pytorch-notebook:2.6-cuda12.4")
+c.GPUDockerSpawner.image = "gpuhub/pytorch-notebook:2.6-cuda12.4"
 c.GPUDockerSpawner.network_name = network
-c.GPUDockerSpawner.gpu_quota = int(env("GPUHUB_GPU_QUOTA", "1"))
-c.GPUDockerSpawner.mem_limit = env("GPUHUB_MEM_LIMIT", "16G")
-c.GPUDockerSpawner.cpu_limit = float(env("GPUHUB_CPU_LIMIT", "4"))
+c.GPUDockerSpawner.mem_limit = "16G"
+c.GPUDockerSpawner.cpu_limit = 4
 c.GPUDockerSpawner.default_url = "/lab"
 c.GPUDockerSpawner.start_timeout = 300  # a first start may pull a large image
 
-# ---- GPU usage service (hub/gpu_usage): who holds which GPU, pages, JSON, metrics ----
-# Prometheus: Authorization: Bearer <contents of gpu_usage_metrics_token> on /services/gpu-usage/metrics
-usage_metrics_token_file = state_dir / "gpu_usage_metrics_token"
-ensure_secret_file(usage_metrics_token_file)
-c.JupyterHub.services = [{
-    "name": "gpu-usage",
-    "command": [sys.executable, "-m", "gpuhub.hub.gpu_usage"],
-    "url": f"http://127.0.0.1:{env('GPUHUB_USAGE_PORT', '8082')}",
-    "oauth_no_confirm": True,
-    "oauth_client_allowed_scopes": [READ_ALL_SCOPE],
-    "environment": service_environment(
-        os.environ,
-        GPUHUB_STATE_DIR=str(state_dir),
-        GPUHUB_USAGE_METRICS_TOKEN_FILE=str(usage_metrics_token_file),
-    ),
-}]
-c.JupyterHub.custom_scopes = {
-    READ_ALL_SCOPE: {"description": "See every GPU, who holds it, and jobs outside the hub."},
-}
-c.JupyterHub.load_roles = [
-    {"name": "user", "scopes": ["self", "access:services!service=gpu-usage"]},  # own GPUs
-    {"name": "gpu-usage-service", "scopes": ["read:users:name"], "services": ["gpu-usage"]},
-    {
-        "name": "gpu-usage-readers",
-        "scopes": [READ_ALL_SCOPE],
-        "users": sorted(c.Authenticator.admin_users),
-        "groups": ["instructors"],
-    },
-]
-c.JupyterHub.template_paths = [HUB_TEMPLATES]  # nav link, GPUs on the home page
+# ---- environment variables: each sets its trait only when set (config/README.md) ----
+settings_from_environment(c, {
+    "GPUHUB_BIND_URL": (JupyterHub, "bind_url"),
+    "GPUHUB_IMAGE": (GPUDockerSpawner, "image"),
+    "GPUHUB_PREFIX": (GPUDockerSpawner, "prefix"),
+    "GPUHUB_GPU_QUOTA": (GPUDockerSpawner, "gpu_quota"),
+    "GPUHUB_MEM_LIMIT": (GPUDockerSpawner, "mem_limit"),
+    "GPUHUB_CPU_LIMIT": (GPUDockerSpawner, "cpu_limit"),
+}, os.environ)
 
 # ---- site settings and overrides, last so they win ----
 config_d = Path(env("GPUHUB_CONFIG_D", Path(__file__).parent / "jupyterhub_config.d"))
 for path in sorted(config_d.glob("*.py")):
     load_subconfig(str(path))  # noqa: F821
+
+# ---- GPU usage service (hub/gpu_usage): who holds which GPU, pages, JSON, metrics ----
+# After the site files: it follows their busy_memory_threshold, template_paths, admins.
+configure_gpu_usage(c, state_dir=state_dir, port=env("GPUHUB_USAGE_PORT", "8082"))
 
 # ---- last, with the final settings: this hub's names on the engine are its own ----
 ensure_prefix_is_ours(

@@ -1,9 +1,10 @@
 """The service application: traitlets settings, the sampler, the tornado app.
 
-Started by the hub (``c.JupyterHub.services``) as ``python -m gpuhub.hub.gpu_usage``;
-the hub sets JUPYTERHUB_SERVICE_URL/PREFIX, the API token and OAuth settings.
-Settings: ``--GpuUsageApp.interval=10`` on the command line, or GPUHUB_USAGE_*
-environment variables (the defaults below say which).
+Started by the hub (``c.JupyterHub.services``, see :mod:`.wiring`) as
+``python -m gpuhub.hub.gpu_usage``; the hub sets JUPYTERHUB_SERVICE_URL/PREFIX,
+the API token and OAuth settings. Settings: ``--GpuUsageApp.interval=10`` on
+the command line, or the environment variables in :data:`ENVIRONMENT` (used
+only when set; each trait's default is the one default).
 """
 
 from __future__ import annotations
@@ -11,23 +12,33 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, PrefixLoader, select_autoescape
+from jupyterhub._data import DATA_FILES_PATH
 from jupyterhub.services.auth import HubOAuthCallbackHandler
+from jupyterhub.traitlets import ByteSpecification
 from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Float, Int, Unicode, default
-from traitlets.config import Application
+from traitlets import Float, Int, List, Unicode, default, observe
+from traitlets.config import Application, Config
 
-from . import SERVICE_NAME, handlers
+from gpuhub.hub.environment import settings_from_environment
+from gpuhub.spawner.gpu_status import DEFAULT_BUSY_MEMORY
+
+from . import HUB_TEMPLATES, SERVICE_NAME, handlers, lifecycle
+from .cache import TTLCache
 from .metrics import UsageCollector, registry_for
 from .sampler import Sampler
 from .store import UsageStore
-from .tracker import Tracker
+from .tracker import History, Sample, Tracker
 
 env = os.environ.get
+STOCK_TEMPLATES = os.path.join(DATA_FILES_PATH, "templates")  # JupyterHub's own page.html
 
 
 class GpuUsageApp(Application):
@@ -35,15 +46,12 @@ class GpuUsageApp(Application):
     description = "Who holds which GPU: pages, JSON API and Prometheus metrics for gpuhub."
 
     interval = Float(
-        help="""Seconds between GPU samples (NVML + Docker). Default 5, or GPUHUB_USAGE_INTERVAL.
+        5.0,
+        help="""Seconds between GPU samples (NVML + Docker). Default 5 (GPUHUB_USAGE_INTERVAL).
 
         c.GpuUsageApp.interval = 10
         """,
     ).tag(config=True)
-
-    @default("interval")
-    def _default_interval(self):
-        return float(env("GPUHUB_USAGE_INTERVAL", "5"))
 
     history_seconds = Int(
         3600,
@@ -54,79 +62,174 @@ class GpuUsageApp(Application):
     ).tag(config=True)
 
     idle_flag_seconds = Float(
+        1800.0,
         help="""A held GPU idle this long is flagged on the all-GPUs page. Default 1800
-        (30 min), or GPUHUB_USAGE_IDLE_FLAG.
+        (30 min; GPUHUB_USAGE_IDLE_FLAG).
 
         c.GpuUsageApp.idle_flag_seconds = 3600
         """,
     ).tag(config=True)
 
-    @default("idle_flag_seconds")
-    def _default_idle_flag(self):
-        return float(env("GPUHUB_USAGE_IDLE_FLAG", "1800"))
+    active_utilization = Int(
+        5,
+        help="""A GPU at or above this utilization % (or with a process on it) is active;
+        otherwise it is idle, and its idle time counts. Default 5.
+
+        c.GpuUsageApp.active_utilization = 10
+        """,
+    ).tag(config=True)
 
     busy_utilization = Int(
-        5,
-        help="""A GPU at or above this utilization % (or with a process on it) counts as busy.
+        help="Deprecated name of active_utilization (\"busy\" now means what gpu_status says).",
+    ).tag(config=True)
 
-        c.GpuUsageApp.busy_utilization = 10
+    @observe("busy_utilization")
+    def _busy_utilization_renamed(self, change):
+        self.log.warning("GpuUsageApp.busy_utilization is now GpuUsageApp.active_utilization")
+        self.active_utilization = change.new
+
+    busy_memory_threshold = ByteSpecification(
+        DEFAULT_BUSY_MEMORY,
+        help="""A GPU nobody holds with this much memory in use is *busy*, not free:
+        the same rule as the spawner's. Default 1G (gpu_status.DEFAULT_BUSY_MEMORY).
+        Sites that change ``c.GPUDockerSpawner.busy_memory_threshold`` get the same
+        value here through ``configure_gpu_usage`` (GPUHUB_USAGE_BUSY_MEMORY).
+
+        c.GpuUsageApp.busy_memory_threshold = "512M"
         """,
     ).tag(config=True)
 
     state_dir = Unicode(
-        help="""Where the GPU-hours database (gpu_usage.sqlite) lives: the hub's
-        state dir, GPUHUB_STATE_DIR (default /srv/gpuhub).""",
-    ).tag(config=True)
+        help="""The hub's state dir: the GPU-hours database (gpu_usage.sqlite), the
+        metrics token and the service's pid file live there (GPUHUB_STATE_DIR). Required.
 
-    @default("state_dir")
-    def _default_state_dir(self):
-        return env("GPUHUB_STATE_DIR", "/srv/gpuhub")
+        c.GpuUsageApp.state_dir = "/srv/gpuhub"
+        """,
+    ).tag(config=True)
 
     metrics_token_file = Unicode(
         help="""File holding the token Prometheus sends (Authorization: Bearer …).
-        Default GPUHUB_USAGE_METRICS_TOKEN_FILE, else <state_dir>/gpu_usage_metrics_token.""",
+        Default <state_dir>/gpu_usage_metrics_token (GPUHUB_USAGE_METRICS_TOKEN_FILE).
+
+        c.GpuUsageApp.metrics_token_file = "/srv/gpuhub/gpu_usage_metrics_token"
+        """,
     ).tag(config=True)
 
     @default("metrics_token_file")
     def _default_metrics_token_file(self):
-        return env("GPUHUB_USAGE_METRICS_TOKEN_FILE") or str(Path(self.state_dir) / "gpu_usage_metrics_token")
+        return str(Path(self.state_dir) / "gpu_usage_metrics_token")
 
-    container_prefix = Unicode(
-        help="""Only containers whose name starts with this count as hub servers
-        (one engine shared by several hubs). Default: all containers with gpuhub labels,
-        or GPUHUB_USAGE_CONTAINER_PREFIX.""",
+    pid_file = Unicode(
+        help="""Where the running service writes its PID. A starting service stops the
+        older copy named there first (after a hub crash). Default <state_dir>/gpu_usage.pid.
+
+        c.GpuUsageApp.pid_file = "/run/gpuhub/gpu_usage.pid"
+        """,
     ).tag(config=True)
 
-    @default("container_prefix")
-    def _default_container_prefix(self):
-        return env("GPUHUB_USAGE_CONTAINER_PREFIX", "")
+    @default("pid_file")
+    def _default_pid_file(self):
+        return str(Path(self.state_dir) / "gpu_usage.pid")
 
-    service_name = Unicode(env("JUPYTERHUB_SERVICE_NAME", SERVICE_NAME))
-    prefix = Unicode(env("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/"))
-    service_url = Unicode(env("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8082"))
+    container_prefix = Unicode(
+        "",
+        help="""Only containers whose name starts with this count as hub servers
+        (one engine shared by several hubs). Default "": every container with gpuhub
+        labels (GPUHUB_USAGE_CONTAINER_PREFIX).
 
-    @property
-    def hub_prefix(self) -> str:
-        return env("JUPYTERHUB_BASE_URL", "/") + "hub/"
+        c.GpuUsageApp.container_prefix = "gpuhub-"
+        """,
+    ).tag(config=True)
 
-    def hub_static(self, path: str) -> str:
-        return url_path_join(self.hub_prefix, "static", path)
+    hub_template_paths = List(
+        Unicode(),
+        [HUB_TEMPLATES],
+        help="""The hub's ``c.JupyterHub.template_paths``: the pages render inside the
+        hub's page.html found there (JupyterHub's own is searched last), so they have
+        the hub's top bar. ``configure_gpu_usage`` passes the hub's list.
+
+        c.GpuUsageApp.hub_template_paths = ["/etc/gpuhub/templates", "…/gpuhub/hub/templates"]
+        """,
+    ).tag(config=True)
+
+    # Set by the hub for its managed services.
+    service_name = Unicode()
+    prefix = Unicode()
+    service_url = Unicode()  # where to listen
+    base_url = Unicode()
+
+    @default("service_name")
+    def _default_service_name(self):
+        return env("JUPYTERHUB_SERVICE_NAME", SERVICE_NAME)
+
+    @default("prefix")
+    def _default_prefix(self):
+        return env("JUPYTERHUB_SERVICE_PREFIX", f"/services/{self.service_name}/")
+
+    @default("service_url")
+    def _default_service_url(self):
+        return env("JUPYTERHUB_SERVICE_URL", "")
+
+    @default("base_url")
+    def _default_base_url(self):
+        return env("JUPYTERHUB_BASE_URL", "/")
 
     def initialize(self, argv=None):
+        # Environment first, so the command line (the hub's wiring) wins.
+        environment = Config()
+        try:
+            settings_from_environment(environment, ENVIRONMENT, os.environ)
+        except ValueError as error:
+            self.exit_with(str(error))
+        self.update_config(environment)
         super().initialize(argv)
+        if not self.state_dir:
+            self.exit_with("state_dir is not set: pass --GpuUsageApp.state_dir=DIR or set GPUHUB_STATE_DIR")
+        if not self.service_url:
+            self.exit_with("JUPYTERHUB_SERVICE_URL is not set: the hub starts this service "
+                           "(config/jupyterhub_config.py, configure_gpu_usage)")
         self.metrics_token = Path(self.metrics_token_file).read_text().strip()
         self.store = UsageStore(Path(self.state_dir) / "gpu_usage.sqlite")
-        tracker = Tracker(window=self.history_seconds, busy_utilization=self.busy_utilization,
-                          max_gap=max(60, 3 * self.interval))
-        self.sampler = Sampler(self.store, tracker, self.interval, self.container_prefix, self.log)
-        self.known_users: dict[str, tuple[float, bool]] = {}
+        self.tracker = Tracker(window=self.history_seconds, active_utilization=self.active_utilization,
+                               max_gap=max(60, 3 * self.interval),
+                               busy_memory=self.busy_memory_threshold)
+        self.sampler = Sampler(self.store, self.tracker, self.interval, self.container_prefix, self.log)
+
+    def exit_with(self, message: str):
+        self.log.critical("gpu-usage: %s", message)
+        sys.exit(2)
+
+    def read_model(self) -> ReadModel:
+        hub_prefix = url_path_join(self.base_url, "hub/")
+        return ReadModel(
+            latest=lambda: self.tracker.latest,
+            history=self.tracker.history,
+            store=self.store,
+            known_users=TTLCache(maxsize=4096, ttl=60),
+            idle_flag_seconds=self.idle_flag_seconds,
+            interval=self.interval,
+            service_name=self.service_name,
+            prefix=self.prefix,
+            base_url=self.base_url,
+            hub_prefix=hub_prefix,
+            hub_static=lambda path, include_version=True: url_path_join(hub_prefix, "static", path),
+            metrics_token=self.metrics_token,
+        )
+
+    def jinja_environment(self) -> Environment:
+        """The service's pages, then the hub's page.html (site and gpuhub overrides
+        first, JupyterHub's own last, also as ``templates/…`` as the hub has it)."""
+        loader = ChoiceLoader([
+            PackageLoader("gpuhub.hub.gpu_usage", "templates"),
+            PrefixLoader({"templates": FileSystemLoader([STOCK_TEMPLATES])}, "/"),
+            FileSystemLoader([*self.hub_template_paths, STOCK_TEMPLATES]),
+        ])
+        return Environment(loader=loader, autoescape=select_autoescape())
 
     def make_app(self) -> web.Application:
         prefix = self.prefix
         route = lambda path: url_path_join(prefix, path)  # noqa: E731
-        jinja = Environment(loader=PackageLoader("gpuhub.hub.gpu_usage", "templates"),
-                            autoescape=select_autoescape())
-        registry = registry_for(UsageCollector(lambda: self.sampler.latest, self.store.hours))
+        registry = registry_for(UsageCollector(lambda: self.tracker.latest, self.store.total_hours))
         return web.Application(
             [
                 (prefix, handlers.MyGpusPage),
@@ -140,27 +243,64 @@ class GpuUsageApp(Application):
                 (route("api/(.*)"), handlers.NotFoundApi),
                 (route("metrics"), handlers.MetricsHandler),
             ],
-            usage=self,
-            jinja=jinja,
+            usage=self.read_model(),
+            jinja=self.jinja_environment(),
             registry=registry,
             cookie_secret=os.urandom(32),
         )
 
     async def serve(self):
+        parent = os.getppid()  # the hub; read first, before it can be gone
+        pid_file = Path(self.pid_file)
+        lifecycle.take_over(pid_file, self.log)
         url = urlparse(self.service_url)
-        self.make_app().listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
+        server = self.make_app().listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
         self.log.info("GPU usage at %s (sampling every %ss)", self.service_url, self.interval)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        sampling = asyncio.create_task(self.sampler.run())
-        await stop.wait()
-        sampling.cancel()
-        self.store.close()
+        tasks = [asyncio.create_task(self.sampler.run()),
+                 asyncio.create_task(lifecycle.watch_parent(parent, stop, self.log))]
+        try:
+            await stop.wait()
+        finally:
+            server.stop()
+            for task in tasks:
+                task.cancel()
+            self.store.close()
+            lifecycle.release(pid_file)
 
     def start(self):
         asyncio.run(self.serve())
 
+
+@dataclass(frozen=True)
+class ReadModel:
+    """What the handlers read: the latest sample, the history, the GPU-hours, settings."""
+
+    latest: Callable[[], Sample | None]
+    history: History
+    store: UsageStore
+    known_users: TTLCache  # user name -> exists on the hub (bounded, expires)
+    idle_flag_seconds: float
+    interval: float
+    service_name: str
+    prefix: str
+    base_url: str
+    hub_prefix: str
+    hub_static: Callable[..., str]
+    metrics_token: str
+
+
+# Environment variables the service reads, each only when set (README: hub/README.md).
+ENVIRONMENT = {
+    "GPUHUB_USAGE_INTERVAL": (GpuUsageApp, "interval"),
+    "GPUHUB_USAGE_IDLE_FLAG": (GpuUsageApp, "idle_flag_seconds"),
+    "GPUHUB_USAGE_CONTAINER_PREFIX": (GpuUsageApp, "container_prefix"),
+    "GPUHUB_USAGE_BUSY_MEMORY": (GpuUsageApp, "busy_memory_threshold"),
+    "GPUHUB_USAGE_METRICS_TOKEN_FILE": (GpuUsageApp, "metrics_token_file"),
+    "GPUHUB_STATE_DIR": (GpuUsageApp, "state_dir"),
+}
 
 main = GpuUsageApp.launch_instance

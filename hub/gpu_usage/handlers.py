@@ -8,22 +8,33 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from types import SimpleNamespace
 from urllib.parse import quote
 
 from jupyterhub.services.auth import HubOAuthenticated
+from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from . import READ_ALL_SCOPE, views
 from .metrics import render
+from .params import InvalidParameter, parse_window
 from .store import week_start
 
-WINDOW_MIN, WINDOW_MAX = 60, 3600
-WINDOW_HELP = f"window must be a whole number of seconds from {WINDOW_MIN} to {WINDOW_MAX}"
+
+def script_string(text: str) -> str:
+    """``text`` for a JavaScript string literal inside <script> (page.html puts the
+    user name there unescaped): JSON-escaped, and no "</script>" can end the block."""
+    escaped = json.dumps(text)[1:-1]
+    return escaped.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 class UsageHandler(HubOAuthenticated, web.RequestHandler):
-    """Shared by pages and API: the sample, the user, what they may see."""
+    """Shared by pages and API: the sample, the user, what they may see.
+
+    Handlers get a small read model from the app's settings (``usage``): the
+    latest sample, the history, the GPU-hours and a few settings.
+    """
 
     @property
     def usage(self):
@@ -34,13 +45,14 @@ class UsageHandler(HubOAuthenticated, web.RequestHandler):
         return READ_ALL_SCOPE in (self.current_user or {}).get("scopes", ())
 
     def since(self) -> float:
-        raw = self.get_query_argument("window", str(WINDOW_MAX))
-        if not raw.isdigit() or not WINDOW_MIN <= int(raw) <= WINDOW_MAX:
-            raise web.HTTPError(400, f"{WINDOW_HELP}, got {raw[:40]!r}")
-        return time.time() - int(raw)
+        try:
+            window = parse_window(self.get_query_argument("window", None))
+        except InvalidParameter as error:
+            raise web.HTTPError(400, str(error)) from None
+        return time.time() - window
 
     def sample(self):
-        sample = self.usage.sampler.latest
+        sample = self.usage.latest()
         if sample is None:
             raise web.HTTPError(503, "no GPU sample yet: the first one is taken within seconds")
         return sample
@@ -55,26 +67,24 @@ class UsageHandler(HubOAuthenticated, web.RequestHandler):
 
     def user_view(self, name: str, since: float) -> dict:
         sample = self.sample()
-        store = self.usage.store
-        week = store.hours(name, week_start(sample.time)).get(name, 0.0)
-        total = store.hours(name).get(name, 0.0)
-        return views.user_gpus(sample, self.usage.sampler.tracker.history, name, since,
+        week, total = self.usage.store.user_hours(name, week_start(sample.time))
+        return views.user_gpus(sample, self.usage.history, name, since,
                                self.usage.idle_flag_seconds, week, total)
 
     def all_view(self, since: float) -> dict:
         sample = self.sample()
         store = self.usage.store
-        return views.all_gpus(sample, self.usage.sampler.tracker.history, since,
-                              self.usage.idle_flag_seconds, store.hours(),
-                              store.hours(since_day=week_start(sample.time)))
+        return views.all_gpus(sample, self.usage.history, since, self.usage.idle_flag_seconds,
+                              store.total_hours(), store.week_hours(week_start(sample.time)))
 
     async def user_exists(self, name: str) -> bool:
         """Known from the sample or the GPU-hours, else asked of the hub (cached a minute)."""
-        if self.sample().servers_of(name) or name in self.usage.store.hours(name):
+        if self.sample().servers_of(name) or self.usage.store.knows(name):
             return True
         cache = self.usage.known_users
-        if name in cache and cache[name][0] > time.monotonic():
-            return cache[name][1]
+        exists = cache.get(name)
+        if exists is not None:
+            return exists
         url = f"{self.hub_auth.api_url}/users/{quote(name, safe='')}"
         request_headers = {"Authorization": f"token {self.hub_auth.api_token}"}
         try:
@@ -84,18 +94,44 @@ class UsageHandler(HubOAuthenticated, web.RequestHandler):
             if error.code != 404:
                 raise web.HTTPError(502, f"the hub did not say whether user {name!r} exists")
             exists = False
-        cache[name] = (time.monotonic() + 60, exists)
+        cache.set(name, exists)
         return exists
 
 
 class PageHandler(UsageHandler):
+    """Pages inside the hub's own frame: JupyterHub's page.html (with the
+    site's and gpuhub's overrides), given the variables it needs."""
+
+    def hub_namespace(self) -> dict:
+        """What JupyterHub's page.html reads (jupyterhub/handlers/base.py: template_namespace)."""
+        user = self.current_user
+        scopes = (user or {}).get("scopes", ())
+        hub_prefix = self.usage.hub_prefix
+        return {
+            "base_url": hub_prefix,
+            "prefix": self.usage.base_url,
+            "user": SimpleNamespace(name=user["name"], json_escaped_name=script_string(user["name"]))
+            if user else None,
+            "login_url": url_path_join(hub_prefix, "login"),
+            "logout_url": url_path_join(hub_prefix, "logout"),
+            "static_url": self.usage.hub_static,
+            "version_hash": "",
+            # Every user who reaches this page can use this service; the hub's
+            # own pages list the services a user may access, here that is us.
+            "services": [SimpleNamespace(name=self.usage.service_name, href=self.usage.prefix)]
+            if user else [],
+            # Unfiltered scopes only: page.html asks `'admin-ui' in parsed_scopes`.
+            "parsed_scopes": {scope for scope in scopes if "!" not in scope},
+            "admin_access": bool((user or {}).get("admin")),
+            "no_spawner_check": True,
+            "xsrf_token": self.xsrf_token.decode("ascii"),
+        }
+
     def render_page(self, template: str, **context):
         html = self.settings["jinja"].get_template(template).render(
-            user=self.current_user,
+            **self.hub_namespace(),
             can_read_all=self.can_read_all,
-            prefix=self.usage.prefix,
-            hub_prefix=self.usage.hub_prefix,
-            static_url=self.usage.hub_static,
+            usage_prefix=self.usage.prefix,
             interval=self.usage.interval,
             views=views,
             **context,
@@ -182,8 +218,7 @@ class GpuApi(ApiHandler):
         holds_it = device.holder is not None and device.holder.user == self.current_user["name"]
         if not (holds_it or self.can_read_all):
             raise web.HTTPError(403, "you may see only the GPUs your servers hold")
-        model = views.device_model(device, self.usage.sampler.tracker.history, since,
-                                   self.usage.idle_flag_seconds)
+        model = views.device_model(device, self.usage.history, since, self.usage.idle_flag_seconds)
         model["processes"] = [
             {"pid": p.pid, "used_memory": p.used_memory}
             for p in device.processes

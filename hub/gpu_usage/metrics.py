@@ -12,6 +12,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from gpuhub.spawner.gpu_status import Status
+
 from .tracker import Sample
 
 GPU_LABELS = ["gpu", "uuid", "name", "user", "server"]
@@ -33,8 +35,11 @@ class UsageCollector:
             "gpuhub_gpu_memory_total_bytes", "GPU memory in all", labels=GPU_LABELS)
         held = GaugeMetricFamily(
             "gpuhub_gpu_held", "1 when a hub server holds the GPU", labels=GPU_LABELS)
+        status = GaugeMetricFamily(
+            "gpuhub_gpu_status", "1 for the GPU's state (free, held, busy, unhealthy: as the "
+            "spawner decides), 0 for the others", labels=[*GPU_LABELS, "status"])
         idle = GaugeMetricFamily(
-            "gpuhub_gpu_idle_seconds", "Seconds since the GPU was last busy", labels=GPU_LABELS)
+            "gpuhub_gpu_idle_seconds", "Seconds since the GPU was last active", labels=GPU_LABELS)
         outside = GaugeMetricFamily(
             "gpuhub_gpu_outside_processes", "Processes on the GPU outside the hub's servers",
             labels=GPU_LABELS)
@@ -48,9 +53,11 @@ class UsageCollector:
                 memory_used.add_metric(labels, gpu.memory_used)
                 memory_total.add_metric(labels, gpu.memory_total)
                 held.add_metric(labels, 1 if holder else 0)
+                for state in Status:
+                    status.add_metric([*labels, state.value], int(device.status.status is state))
                 idle.add_metric(labels, device.idle_seconds)
                 outside.add_metric(labels, sum(1 for p in device.processes if p.holder is None))
-        yield from (utilization, memory_used, memory_total, held, idle, outside)
+        yield from (utilization, memory_used, memory_total, held, status, idle, outside)
 
         gpus_held = GaugeMetricFamily(
             "gpuhub_user_gpus_held", "GPUs a user's servers hold now", labels=["user"])

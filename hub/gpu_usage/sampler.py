@@ -1,7 +1,7 @@
 """The one sampler loop: NVML (through the core's inventory), the servers'
 GPU claims (Docker labels) and process attribution, every ``interval`` seconds.
 
-Requests read ``tracker.latest``; nothing here runs per request. NVML runs
+Requests read the tracker's latest sample; nothing here runs per request. NVML runs
 on the inventory's own thread; Docker, /proc and SQLite on one worker thread.
 """
 
@@ -58,21 +58,12 @@ class Sampler:
         self.interval = interval
         self.container_prefix = container_prefix
         self.log = log or logging.getLogger(__name__)
-        # The inventory's own "running CPU-only" warning speaks for the spawner
-        # (and the hub log counts it); the sampler says its own line instead.
-        nvml_log = logging.getLogger(f"{__name__}.nvml")
-        nvml_log.setLevel(logging.ERROR)
-        self.inventory = NvmlInventory(nvml_log)
+        self.inventory = NvmlInventory(self.log)
         self._nvml_missing_logged = False
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="gpu-usage-io")
         self._docker: docker.DockerClient | None = None
         self._servers: tuple[Server, ...] = ()
         self._docker_failing = False
-        self.samples = 0
-
-    @property
-    def latest(self) -> Sample | None:
-        return self.tracker.latest
 
     def _list_servers(self) -> tuple[Server, ...]:
         if self._docker is None:
@@ -107,7 +98,6 @@ class Sampler:
         sample, gpu_seconds = self.tracker.update(now, inventory, self._servers, owners)
         increments = self.store.add(gpu_seconds, now)
         await self._run(self.store.write, increments)
-        self.samples += 1
         return sample
 
     async def run(self) -> None:

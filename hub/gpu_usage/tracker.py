@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from gpuhub.spawner.gpu_status import DEFAULT_BUSY_MEMORY, GPUStatus, status_of
 from gpuhub.spawner.inventory import GPU, Inventory
 
 
@@ -37,8 +38,9 @@ class Device:
     gpu: GPU
     holder: Server | None
     processes: tuple[Process, ...]
-    busy: bool  # utilization at/above the threshold, or a process on it
-    idle_seconds: float  # since last busy (or first seen / handed out); 0 while busy
+    status: GPUStatus  # free / held / busy / unhealthy: gpu_status, as the spawner sees it
+    active: bool  # in use: utilization at/above the threshold, or a process on it
+    idle_seconds: float  # since last active (or first seen / handed out); 0 while active
     held_seconds: float | None  # None when free
 
 
@@ -90,6 +92,13 @@ class History:
             del self._points[uuid]
 
 
+def holder_name(server: Server | None) -> str | None:
+    """How pages and logs name a holder: "ann", or "ann/big" for a named server."""
+    if server is None:
+        return None
+    return f"{server.user}/{server.server}" if server.server else server.user
+
+
 def held_gpu_seconds(servers: tuple[Server, ...], elapsed: float) -> dict[str, float]:
     """GPU-seconds per user for ``elapsed`` seconds of holding: GPUs held x time."""
     seconds: dict[str, float] = {}
@@ -102,16 +111,20 @@ def held_gpu_seconds(servers: tuple[Server, ...], elapsed: float) -> dict[str, f
 class Tracker:
     """Turns readings into samples; remembers what spans samples.
 
-    ``busy_utilization``: a device at or above this utilization % (or with a
-    process on it) is busy. ``max_gap``: a longer gap between samples (the
-    service was down) is not counted as held time.
+    ``active_utilization``: a device at or above this utilization % (or with a
+    process on it) is active, otherwise idle. ``busy_memory``: the spawner's
+    threshold for :func:`~gpuhub.spawner.gpu_status.status_of` (a GPU nobody
+    holds with this much memory in use is busy, not free). ``max_gap``: a
+    longer gap between samples (the service was down) is not counted as held time.
     """
 
-    def __init__(self, window: float = 3600, busy_utilization: int = 5, max_gap: float = 60):
+    def __init__(self, window: float = 3600, active_utilization: int = 5, max_gap: float = 60,
+                 busy_memory: int = DEFAULT_BUSY_MEMORY):
         self.history = History(window)
-        self.busy_utilization = busy_utilization
+        self.active_utilization = active_utilization
+        self.busy_memory = busy_memory
         self.max_gap = max_gap
-        self._busy_at: dict[str, float] = {}  # uuid -> last time seen busy
+        self._active_at: dict[str, float] = {}  # uuid -> last time seen active
         self._first_seen: dict[str, float] = {}
         self._previous: float | None = None
         self.latest: Sample | None = None
@@ -138,11 +151,11 @@ class Tracker:
                 Process(p.pid, p.used_memory, by_container.get(owners.get(p.pid) or ""))
                 for p in gpu.processes
             )
-            busy = bool(processes) or (gpu.utilization or 0) >= self.busy_utilization
-            if busy:
-                self._busy_at[key] = now
+            active = bool(processes) or (gpu.utilization or 0) >= self.active_utilization
+            if active:
+                self._active_at[key] = now
             idle_from = max(
-                self._busy_at.get(key, self._first_seen[key]),
+                self._active_at.get(key, self._first_seen[key]),
                 holder.created if holder else 0,
             )
             devices.append(
@@ -150,7 +163,8 @@ class Tracker:
                     gpu=gpu,
                     holder=holder,
                     processes=processes,
-                    busy=busy,
+                    status=status_of(gpu, holder_name(holder), self.busy_memory),
+                    active=active,
                     idle_seconds=max(0.0, now - idle_from),
                     held_seconds=max(0.0, now - holder.created) if holder else None,
                 )

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from markupsafe import Markup
 
+from gpuhub.spawner.gpu_status import Status
+
 from .tracker import Device, History, Point, Sample
 
 
-def device_model(device: Device, history: History, since: float, idle_flag: float,
-                 show_holder: bool = True) -> dict:
+def device_model(device: Device, history: History, since: float, idle_flag: float) -> dict:
     gpu = device.gpu
     holder = device.holder
     points = history.points(gpu.uuid or f"index:{gpu.index}", since)
@@ -29,14 +30,14 @@ def device_model(device: Device, history: History, since: float, idle_flag: floa
         "memory_total": gpu.memory_total,
         "temperature": gpu.temperature,
         "power_watts": gpu.power_watts,
-        "holder": (
-            {"user": holder.user, "server": holder.server} if holder and show_holder
-            else ({} if holder else None)
-        ),
+        "holder": {"user": holder.user, "server": holder.server} if holder else None,
+        # free / held / busy / unhealthy, as the spawner decides (gpu_status)
+        "status": device.status.status.value,
+        "status_reason": device.status.reason,
         "held_seconds": round(device.held_seconds) if device.held_seconds is not None else None,
-        "busy": device.busy,
+        "active": device.active,
         "idle_seconds": round(device.idle_seconds),
-        "idle_flagged": holder is not None and not device.busy and device.idle_seconds >= idle_flag,
+        "idle_flagged": holder is not None and not device.active and device.idle_seconds >= idle_flag,
         "processes": len(device.processes),
         "history": [
             {"time": round(p.time, 1), "utilization": p.utilization, "memory_used": p.memory_used}
@@ -84,8 +85,7 @@ def all_gpus(sample: Sample, history: History, since: float, idle_flag: float,
              "server": p.holder.server if p.holder else None}
             for p in device.processes
         ]
-    held = [g for g in gpus if g["holder"]]
-    busy = [d for d in sample.devices if d.busy]
+    statuses = [d.status.status for d in sample.devices]
     users = sorted({s.user for s in sample.servers if s.gpus})
     return {
         "time": sample.time,
@@ -93,9 +93,8 @@ def all_gpus(sample: Sample, history: History, since: float, idle_flag: float,
         "unavailable_reason": sample.unavailable_reason,
         "totals": {
             "gpus": len(gpus),
-            "held": len(held),
-            "free": len(gpus) - len(held),
-            "busy": len(busy),
+            **{status.value: statuses.count(status) for status in Status},
+            "active": sum(1 for d in sample.devices if d.active),
             "idle_flagged": sum(1 for g in gpus if g["idle_flagged"]),
             "users_holding": len(users),
             "outside_processes": len(sample.outside_processes),

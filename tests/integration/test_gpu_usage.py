@@ -9,13 +9,14 @@ bad input answer 4xx with a message, never 500.
 
 import os
 import signal
+import zlib
 from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes.fake_gpus import FakeNVML, FakeProcess
+from tests.fakes.fake_gpus import FakeGPU, FakeProcess
 from tests.integration.hubrig import PREFIX, container_of, gpus_of, wait_for
 
 USAGE = "/services/gpu-usage"
@@ -27,6 +28,14 @@ def fast_sampler(monkeypatch):
     monkeypatch.setenv("GPUHUB_USAGE_INTERVAL", "1")
     monkeypatch.setenv("GPUHUB_USAGE_IDLE_FLAG", "2")
     monkeypatch.setenv("GPUHUB_USAGE_CONTAINER_PREFIX", f"{PREFIX}-")
+
+
+def gpus_of_this_run(n: int) -> list[FakeGPU]:
+    """n fake GPUs whose UUIDs depend on the test prefix: the spawner counts GPUs
+    named on any container of the engine as taken, so test sessions sharing one
+    engine must not share UUIDs."""
+    tag = zlib.crc32(PREFIX.encode()) & 0xFFFF
+    return [FakeGPU(index=i, uuid=f"GPU-fa4e{tag:04x}-0000-4000-8000-{i:012x}") for i in range(n)]
 
 
 def get(hub, path, token=None, headers=None):
@@ -59,7 +68,7 @@ def gpus_by_uuid(data):
 
 
 def test_usage_follows_gpus_and_is_private(start_hub, engine):
-    gpus = FakeNVML.make_gpus(4)
+    gpus = gpus_of_this_run(4)
     hub = start_hub(gpus)
     hub.create_users("ann", "bob", "cid")
     hub.create_users("ian", groups=("instructors",))
@@ -113,7 +122,9 @@ def test_usage_follows_gpus_and_is_private(start_hub, engine):
         {"gpu_index": str(free.index), "uuid": free.uuid,
          "pid": os.getpid(), "used_memory": 3 * 2**30}]
     totals = everything["totals"]
-    assert (totals["gpus"], totals["held"], totals["free"]) == (4, 3, 1)
+    # The GPU nobody holds runs a job outside the hub: busy, as the spawner sees it, not free.
+    assert (totals["gpus"], totals["held"], totals["free"], totals["busy"]) == (4, 3, 0, 1)
+    assert rows[free.uuid]["status"] == "busy" and str(os.getpid()) in rows[free.uuid]["status_reason"]
     assert totals["users_holding"] == 2 and totals["outside_processes"] == 1
     # Held and idle past the (test) 2 s threshold: bob's GPU, and ann's second.
     assert wait_for(lambda: usage_of(hub, tokens["admin"], "/api/gpus")["totals"]["idle_flagged"] == 2,
@@ -140,12 +151,18 @@ def test_usage_follows_gpus_and_is_private(start_hub, engine):
     assert mine.status_code == 200 and bob_gpu in mine.text and "ann" not in mine.text
 
     # ---- bad input: 4xx with a message, never 500 ----
+    odd_windows = ["abc", "99999", "-5", "%C2%B2", "60%C2%B2", "%D9%A3%D9%A0%D9%A0", "%EF%BC%96%EF%BC%90",
+                   "9" * 5000, "", "%2B300", "300.0", "%00"]
     for path, status in [
         ("/api/users/nobody", 404),
+        ("/api/users/%C2%B2%F0%9F%98%80", 404),
+        ("/api/users/" + "x" * 2000, 404),
         ("/api/gpus/GPU-nope", 404),
-        ("/api/me?window=abc", 400),
-        ("/api/me?window=99999", 400),
-        ("/api/gpus?window=-5", 400),
+        ("/api/gpus/%C2%B2", 404),
+        *((f"/api/me?window={w}", 400) for w in odd_windows),
+        *((f"/api/gpus?window={w}", 400) for w in odd_windows),
+        *((f"/api/users/ann?window={w}", 400) for w in odd_windows),
+        (f"/api/gpus/{ann_gpus[0]}?window=%C2%B2", 400),
         ("/api/nothing-here", 404),
     ]:
         response = get(hub, path, tokens["admin"])
@@ -153,7 +170,11 @@ def test_usage_follows_gpus_and_is_private(start_hub, engine):
         assert response.json()["message"], path
     assert "window must be a whole number of seconds" in get(
         hub, "/api/me?window=abc", tokens["ann"]).json()["message"]
-    assert get(hub, "/?window=abc", tokens["ann"]).status_code == 400
+    for page in ("/", "/all", "/embed"):
+        for w in ("abc", "%C2%B2", "9" * 5000, ""):
+            response = get(hub, f"{page}?window={w}", tokens["admin"])
+            assert response.status_code == 400, (page, w, response.status_code)
+            assert "window must be a whole number of seconds" in response.text
 
     # ---- metrics: token-protected, per GPU and per user ----
     token_file = hub.workdir / "state" / "gpu_usage_metrics_token"

@@ -1,6 +1,7 @@
 """The GPU usage pages in a real browser (Debian's Chromium, driven by
 Playwright): a user sees their own GPUs on the hub home page and on "My GPUs";
-an admin sees every GPU, its holder, and a job outside the hub.
+an admin sees every GPU, its holder, and a job outside the hub. The usage
+pages have the hub's own top bar (same items, logo and logout as the hub's pages).
 
 Screenshots go to tests/artifacts/gpu-usage-*.png.
 """
@@ -11,8 +12,9 @@ import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
-from tests.fakes.fake_gpus import FakeNVML, FakeProcess
+from tests.fakes.fake_gpus import FakeProcess
 from tests.integration.hubrig import PREFIX, container_of, gpus_of, wait_for
+from tests.integration.test_gpu_usage import gpus_of_this_run
 from tests.integration.test_spawn_form_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 PASSWORD = "gpuhub-Test-pass-1"  # hubrig's Hub.login default
@@ -43,8 +45,23 @@ def log_in(browser, hub, name):
     return page
 
 
+NAVBAR = """() => Array.from(document.querySelectorAll('nav.navbar a, nav.navbar button, nav.navbar img'))
+    .map(e => [e.tagName, e.id, e.textContent.trim(), e.getAttribute('href') || e.getAttribute('src') || ''])"""
+
+
+def same_top_bar(page, hub):
+    """The usage page's top bar against the hub home page's, item by item."""
+    usage_bar = page.evaluate(NAVBAR)
+    page.goto(f"{hub.url}/hub/home")
+    hub_bar = page.evaluate(NAVBAR)
+    assert usage_bar == hub_bar
+    texts = [item[2] for item in hub_bar]
+    assert "GPU usage" in texts and "Logout" in texts and "Home" in texts
+    return hub_bar
+
+
 def test_user_and_admin_see_gpu_usage(start_hub, engine, browser):
-    gpus = FakeNVML.make_gpus(4)
+    gpus = gpus_of_this_run(4)
     hub = start_hub(gpus)
     hub.login("rita")  # signs up admin and rita, approves rita
     hub.create_users("bob")
@@ -86,6 +103,7 @@ def test_user_and_admin_see_gpu_usage(start_hub, engine, browser):
     expect(page.locator("#gpu-hours-week")).to_be_visible()
     assert "bob" not in page.content()
     page.screenshot(path=ARTIFACTS / "gpu-usage-mine.png", full_page=True)
+    assert "Admin" not in [item[2] for item in same_top_bar(page, hub)]
     response = page.goto(f"{hub.url}/services/gpu-usage/all")
     assert response.status == 403
     expect(page.locator("#gpu-usage-error")).to_contain_text("custom:gpu-usage:read-all")
@@ -103,12 +121,15 @@ def test_user_and_admin_see_gpu_usage(start_hub, engine, browser):
         rows.nth(i).get_attribute("data-uuid"): rows.nth(i).locator(".gpu-holder").inner_text().strip()
         for i in range(4)
     }
-    assert holders == {rita_gpu: "rita", bob_gpus[0]: "bob", bob_gpus[1]: "bob", free.uuid: "free"}
+    # Nobody holds the last GPU, but a job outside the hub runs there: busy, not free.
+    assert holders == {rita_gpu: "rita", bob_gpus[0]: "bob", bob_gpus[1]: "bob", free.uuid: "busy"}
     rita_row = page.locator(f'#all-gpus tr[data-uuid="{rita_gpu}"]')
     expect(rita_row.locator(".gpu-util")).to_have_text("42 %")
     expect(page.locator("#total-held")).to_have_text("3 held")
-    expect(page.locator("#total-free")).to_have_text("1 free")
+    expect(page.locator("#total-free")).to_have_text("0 free")
+    expect(page.locator("#total-busy")).to_have_text("1 busy")
     expect(page.locator("#total-users")).to_have_text("2 users holding GPUs")
     expect(page.locator("#outside-processes tbody tr")).to_have_count(1)
     expect(page.locator("#outside-processes")).to_contain_text(str(os.getpid()))
     page.screenshot(path=ARTIFACTS / "gpu-usage-all.png", full_page=True)
+    assert "Admin" in [item[2] for item in same_top_bar(page, hub)]

@@ -31,8 +31,12 @@ def test_metrics_per_gpu_and_per_user():
     assert values[("gpuhub_gpu_memory_used_bytes", ann)] == 8
     assert values[("gpuhub_gpu_memory_total_bytes", free)] == 80
     assert values[("gpuhub_gpu_held", ann)] == 1 and values[("gpuhub_gpu_held", free)] == 0
-    assert values[("gpuhub_gpu_idle_seconds", ann)] == 0  # 77 % is busy
+    assert values[("gpuhub_gpu_idle_seconds", ann)] == 0  # 77 % is active
     assert values[("gpuhub_gpu_outside_processes", free)] == 1
+    # GPU-1: nobody holds it, but a process outside the hub runs there: busy, not free.
+    assert values[("gpuhub_gpu_status", tuple(sorted((*free, ("status", "busy")))))] == 1
+    assert values[("gpuhub_gpu_status", tuple(sorted((*free, ("status", "free")))))] == 0
+    assert values[("gpuhub_gpu_status", tuple(sorted((*ann, ("status", "held")))))] == 1
     assert values[("gpuhub_user_gpus_held", (("user", "ann"),))] == 2 - 1
     assert values[("gpuhub_user_gpu_hours_total", (("user", "bob"),))] == 0.25
     assert values[("gpuhub_sample_timestamp_seconds", ())] == 100

@@ -68,26 +68,26 @@ def test_a_long_gap_is_not_counted():
 
 
 def test_holders_processes_and_idle_time():
-    tracker = Tracker(busy_utilization=5)
+    tracker = Tracker(active_utilization=5)
     servers = (Server(CID, "ann", "", ("GPU-0",), created=100),)
     owners = {11: CID, 22: None}
     inventory = Inventory(gpus=(gpu(0, util=0), gpu(1, processes=[GPUProcess(22, 5)])))
     sample, _ = tracker.update(160, inventory, servers, owners)
     held, free = sample.devices
     assert held.holder.user == "ann" and held.held_seconds == 60
-    assert not held.busy and held.idle_seconds == 0  # idle since first seen (no history yet)
+    assert not held.active and held.idle_seconds == 0  # idle since first seen (no history yet)
     assert free.holder is None and free.held_seconds is None
-    assert free.busy and free.idle_seconds == 0  # a process outside the hub keeps it busy
+    assert free.active and free.idle_seconds == 0  # a process outside the hub keeps it active
     assert [(d.gpu.uuid, p.pid) for d, p in sample.outside_processes] == [("GPU-1", 22)]
 
     busy = Inventory(gpus=(gpu(0, util=80, processes=[GPUProcess(11, 7)]), gpu(1)))
     sample, _ = tracker.update(170, busy, servers, owners)
-    assert sample.devices[0].busy and sample.devices[0].idle_seconds == 0
-    assert sample.devices[1].idle_seconds == 10  # busy at 160
+    assert sample.devices[0].active and sample.devices[0].idle_seconds == 0
+    assert sample.devices[1].idle_seconds == 10  # active at 160
     assert sample.devices[0].processes[0].holder.user == "ann"
     assert sample.outside_processes == []
     sample, _ = tracker.update(200, Inventory(gpus=(gpu(0, util=1), gpu(1))), servers, owners)
-    assert not sample.devices[0].busy and sample.devices[0].idle_seconds == 30
+    assert not sample.devices[0].active and sample.devices[0].idle_seconds == 30
     assert sample.devices[1].idle_seconds == 40
     assert [p.utilization for p in tracker.history.points("GPU-0")] == [0, 80, 1]
     assert sample.device("GPU-0") is sample.devices[0] and sample.device("GPU-9") is None

@@ -2,6 +2,7 @@
 
 from gpuhub.hub.gpu_usage import views
 from gpuhub.hub.gpu_usage.tracker import Server, Tracker
+from gpuhub.spawner.gpu_status import DEFAULT_BUSY_MEMORY, status_of
 from gpuhub.spawner.inventory import GPU, GPUProcess, Inventory
 
 ANN, BOB = "a" * 64, "b" * 64
@@ -34,10 +35,14 @@ def test_a_user_sees_only_their_own_servers_and_processes():
 def test_all_gpus_totals_and_outside_processes():
     sample, history = sample_and_history()
     data = views.all_gpus(sample, history, 0, 0, {"ann": 2.0, "old": 1.0}, {"ann": 1.0})
-    assert data["totals"] == {"gpus": 3, "held": 2, "free": 1, "busy": 2, "idle_flagged": 1,
-                              "users_holding": 2, "outside_processes": 1}
+    # GPU-2 is held by nobody but runs a job outside the hub: busy, not free.
+    assert data["totals"] == {"gpus": 3, "held": 2, "free": 0, "busy": 1, "unhealthy": 0,
+                              "active": 2, "idle_flagged": 1, "users_holding": 2,
+                              "outside_processes": 1}
     assert [g["holder"] for g in data["gpus"]] == [
         {"user": "ann", "server": ""}, {"user": "bob", "server": ""}, None]
+    assert [g["status"] for g in data["gpus"]] == ["held", "held", "busy"]
+    assert "outside the hub" in data["gpus"][2]["status_reason"]
     assert data["outside_processes"] == [{"gpu_index": "2", "uuid": "GPU-2", "pid": 3, "used_memory": 5}]
     assert [u["user"] for u in data["users"]] == ["ann", "bob", "old"]
 
@@ -53,3 +58,31 @@ def test_sparkline_is_inline_svg():
 def test_durations():
     assert [views.duration(s) for s in (None, 5, 300, 3600, 12000, 90000)] == [
         "–", "5 s", "5 min", "1 h", "3 h 20 min", "1 d 1 h"]
+
+
+def test_free_means_what_the_spawner_means():
+    """free / held / busy / unhealthy come from gpu_status.status_of, with the
+    spawner's busy-memory threshold (a setting of the service)."""
+    gib = 2**30
+    gpus = (
+        GPU("0", "GPU-0", "H100", 80 * gib, 0, 0),                      # free
+        GPU("1", "GPU-1", "H100", 80 * gib, 2 * gib, 0),                # memory in use: busy
+        GPU("2", "GPU-2", "H100", 80 * gib, 0, 0, processes=(GPUProcess(7, 0),)),  # a job: busy
+        GPU("3", "", healthy=False, error="GPU is lost"),                # unhealthy
+        GPU("4", "GPU-4", "H100", 80 * gib, 0, 0),                      # held
+        GPU("5", "GPU-5", "H100", 80 * gib, gib // 2, 0),               # half a GiB in use
+    )
+    servers = (Server(ANN, "ann", "", ("GPU-4",), 0),)
+    for threshold, expected in [
+        (DEFAULT_BUSY_MEMORY, ["free", "busy", "busy", "unhealthy", "held", "free"]),
+        (gib // 4, ["free", "busy", "busy", "unhealthy", "held", "busy"]),
+    ]:
+        tracker = Tracker(busy_memory=threshold)
+        sample, _ = tracker.update(100, Inventory(gpus=gpus), servers, {7: None})
+        data = views.all_gpus(sample, tracker.history, 0, 1800, {}, {})
+        assert [g["status"] for g in data["gpus"]] == expected
+        holders = {"GPU-4": "ann"}
+        assert expected == [status_of(g, holders.get(g.uuid), threshold).status.value for g in gpus]
+        totals = data["totals"]
+        assert [totals[k] for k in ("free", "held", "busy", "unhealthy")] == [
+            expected.count(k) for k in ("free", "held", "busy", "unhealthy")]
