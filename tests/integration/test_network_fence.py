@@ -19,22 +19,23 @@ from gpuhub.hub.bootstrap import ensure_docker_network
 from gpuhub.hub.fence import network_facts
 from gpuhub.hub.fence_rules import chain_name, tag
 from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import IMAGE, PREFIX, fence, free_port
+from tests.integration.hubrig import IMAGE, PREFIX, fence, free_port, wait_for
 
 PROBE = r"""
 import json, socket, sys, urllib.request
-host, hub_port, other_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-def connect(port):
+def connect(host, port):
     try:
         socket.create_connection((host, port), timeout=5).close()
         return "open"
     except OSError as error:
         return type(error).__name__
-try:
-    hub = urllib.request.urlopen(f"http://{host}:{hub_port}/hub/api/", timeout=10).status
-except OSError as error:
-    hub = type(error).__name__
-print(json.dumps({"hub_api": hub, "other_port": connect(other_port)}))
+def get(url):
+    try:
+        return urllib.request.urlopen(url, timeout=10).status
+    except OSError as error:
+        return type(error).__name__
+targets = json.loads(sys.argv[1])
+print(json.dumps({name: get(t) if isinstance(t, str) else connect(*t) for name, t in targets.items()}))
 """
 
 
@@ -97,20 +98,18 @@ def make_network(engine):
         assert fence_lines(name) == [], f"fence rules for {name} left behind"
 
 
-def probe(engine, network, host, hub_port, other_port) -> dict:
-    """Connect from a container on ``network`` the way a user's server would:
-    non-root, no capabilities, no-new-privileges."""
-    output = engine.containers.run(
-        IMAGE,
-        ["python3", "-c", PROBE, host, str(hub_port), str(other_port)],
-        name=f"{PREFIX}-fence-probe-{free_port()}",
-        network=network,
-        user="1000",
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges:true"],
-        entrypoint=[],
-        remove=True,
+def user_container(engine, network, command, **kwargs):
+    """A container like a user's server: non-root, no capabilities, no-new-privileges."""
+    return engine.containers.run(
+        IMAGE, command, name=f"{PREFIX}-fence-{free_port()}", network=network, user="1000",
+        cap_drop=["ALL"], security_opt=["no-new-privileges:true"], entrypoint=[], **kwargs,
     )
+
+
+def probe(engine, network, **targets) -> dict:
+    """From a container on ``network``: "open" or the error for each (host, port),
+    the HTTP status (or error) for each URL."""
+    output = user_container(engine, network, ["python3", "-c", PROBE, json.dumps(targets)], remove=True)
     return json.loads(output.decode().strip().splitlines()[-1])
 
 
@@ -123,19 +122,44 @@ def test_container_reaches_the_hub_api_and_no_other_host_port(make_network, star
     try:
         # The listener answers on the gateway address from this host: it is there to be reached.
         socket.create_connection((net.gateway, listener.port), timeout=5).close()
-        before = listener.accepted
+        wait_for(lambda: listener.accepted == 1, "the listener to accept this host's connection", timeout=10)
         start_hub(FakeNVML.make_gpus(1), network=net.name, hub_port=hub_port, hub_ports=str(hub_port))
 
-        fenced = probe(engine, net.name, net.gateway, hub_port, listener.port)
+        targets = {"hub_api": f"http://{net.gateway}:{hub_port}/hub/api/", "other_port": (net.gateway, listener.port)}
+        fenced = probe(engine, net.name, **targets)
         assert fenced == {"hub_api": 200, "other_port": "ConnectionRefusedError"}
-        assert listener.accepted == before
+        assert listener.accepted == 1  # nothing got through
 
         # Without the fence the same probe gets through: the fence is what stops it.
         assert fence("remove", "--network", net.name).returncode == 0
-        unfenced = probe(engine, net.name, net.gateway, hub_port, listener.port)
+        unfenced = probe(engine, net.name, **targets)
         assert unfenced == {"hub_api": 200, "other_port": "open"}
     finally:
         listener.close()
+
+
+def test_containers_on_the_network_cannot_reach_each_other(make_network, engine):
+    """enable_icc=false alone does nothing where dockerd runs --iptables=false
+    (the test engine): the fence's FORWARD rule is what keeps users apart."""
+    net = make_network("fence-icc-off")
+    assert fence("apply", "--network", net.name, "--hub-ports", "18081").returncode == 0
+    server = user_container(engine, net.name, ["python3", "-m", "http.server", "8888"], detach=True)
+    server.reload()
+    address = server.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
+    # The server answers (from this host) before we ask from a neighbour.
+    wait_for(lambda: _answers(address, 8888), f"http.server in {server.name}", timeout=60)
+
+    assert probe(engine, net.name, neighbour=(address, 8888)) == {"neighbour": "ConnectionRefusedError"}
+    assert fence("remove", "--network", net.name).returncode == 0
+    assert probe(engine, net.name, neighbour=(address, 8888)) == {"neighbour": "open"}
+
+
+def _answers(host, port) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
 
 
 def test_link_local_is_rejected_first_and_reached_from_forward(make_network):
