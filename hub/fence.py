@@ -193,13 +193,17 @@ def verify_fence(settings: FenceSettings, facts: NetworkFacts, out=sys.stderr) -
     """Refuse to start (or warn, with ``GPUHUB_FENCE_CHECK=warn``) unless fenced."""
     try:
         problems = fence_problems(settings, facts)
+        headline = (
+            f"the hub's Docker network {facts.name!r} is not fenced: user containers "
+            "could reach this host's ports and 169.254.169.254."
+        )
     except FenceUnreadable as error:
-        problems = [f"cannot read this host's iptables: {error}"]
+        problems = [str(error)]
+        headline = f"cannot check the fence of the hub's Docker network {facts.name!r}:"
     if not problems:
         return
     message = (
-        f"gpuhub: the hub's Docker network {facts.name!r} is not fenced: user containers "
-        "could reach this host's ports and 169.254.169.254.\n"
+        f"gpuhub: {headline}\n"
         + "".join(f"  - {p}\n" for p in problems)
         + f"Fix: run `{settings.command('apply')}` (as root), then start the hub again.\n"
         "Where the hub cannot read iptables (not root), set GPUHUB_FENCE_CHECK=warn and "
