@@ -13,8 +13,8 @@ from typing import Mapping
 
 import docker
 
-from gpuhub.hub.fence import NotFenced, facts_from_attrs, network_facts, verify_fence
-from gpuhub.hub.fence_rules import FenceSettingError, FenceSettings
+from gpuhub.hub.fence import NotFenced, facts_from_attrs, verify_fence
+from gpuhub.hub.fence_rules import FenceSettingError, FenceSettings, NetworkFacts
 
 
 def ensure_private_dir(path: str | os.PathLike) -> Path:
@@ -37,7 +37,12 @@ def ensure_secret_file(path: str | os.PathLike, nbytes: int = 32) -> str:
 
 
 def ensure_docker_network(name: str) -> str:
-    """Create the hub's Docker bridge network if missing; return its gateway IP.
+    """Create the hub's Docker bridge network if missing; return its gateway IP."""
+    return ensure_network_facts(name).gateway
+
+
+def ensure_network_facts(name: str) -> NetworkFacts:
+    """Create the hub's Docker bridge network if missing; return its bridge and gateway.
 
     The hub listens on that gateway address: reachable from user
     containers and this host, not from outside. Containers on it cannot
@@ -63,7 +68,7 @@ def ensure_docker_network(name: str) -> str:
             f"(docker network rm {name}) and start the hub again: it creates the "
             "network with that traffic off."
         )
-    return facts.gateway
+    return facts
 
 
 def ensure_fenced_network(env: Mapping[str, str]) -> tuple[FenceSettings, str]:
@@ -79,6 +84,6 @@ def ensure_fenced_network(env: Mapping[str, str]) -> tuple[FenceSettings, str]:
         settings = FenceSettings.from_environ(env)
     except FenceSettingError as error:
         raise NotFenced(f"gpuhub: {error}") from None
-    gateway = ensure_docker_network(settings.network)
-    verify_fence(settings, network_facts(settings.network))
-    return settings, gateway
+    facts = ensure_network_facts(settings.network)
+    verify_fence(settings, facts)
+    return settings, facts.gateway

@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
         return 2
 
     # Imported here: `gpuhub fence --help` works without Docker's client.
-    from gpuhub.hub.bootstrap import ensure_docker_network
+    from gpuhub.hub.bootstrap import ensure_network_facts
     from gpuhub.hub.fence import (
         FenceUnreadable, NotFenced, apply_fence, fence_problems, network_facts, remove_fence,
     )
@@ -72,8 +72,7 @@ def main(argv: list[str]) -> int:
             print("\n".join(f"removed {r}" for r in removed) or f"no fence for {settings.network}")
             return 0
         if args.action == "apply":
-            ensure_docker_network(settings.network)  # created with ICC off; refused if ICC is on
-            facts = network_facts(settings.network)
+            facts = ensure_network_facts(settings.network)  # created with ICC off; refused if ICC is on
             changed = apply_fence(settings, facts)
             print("\n".join(changed) or f"fence for {settings.network} already in place")
             return 0
