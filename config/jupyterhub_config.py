@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jupyterhub.app import JupyterHub
 
-from gpuhub.hub.bootstrap import ensure_docker_network, ensure_private_dir, ensure_secret_file
+from gpuhub.hub.bootstrap import ensure_fenced_network, ensure_private_dir, ensure_secret_file
 from gpuhub.hub.environment import settings_from_environment
 from gpuhub.hub.gpu_usage.wiring import configure_gpu_usage
 from gpuhub.hub.identity import ensure_hub_id, ensure_prefix_is_ours
@@ -26,9 +26,11 @@ c.ConfigurableHTTPProxy.auth_token = ensure_secret_file(state_dir / "proxy_auth_
 c.ConfigurableHTTPProxy.pid_file = str(state_dir / "jupyterhub-proxy.pid")
 
 # ---- network: public proxy; hub on the containers' Docker network only ----
-network = env("GPUHUB_NETWORK", "gpuhub")
-hub_ip = ensure_docker_network(network)
-c.JupyterHub.hub_bind_url = f"http://{hub_ip}:{env('GPUHUB_HUB_PORT', '8081')}"
+# The hub refuses to start unless that network is fenced (`gpuhub fence apply`):
+# containers reach the hub API, not this host's other ports nor 169.254.169.254.
+fence, hub_ip = ensure_fenced_network(os.environ)  # GPUHUB_NETWORK, GPUHUB_HUB_PORT, GPUHUB_FENCE_*
+network = fence.network
+c.JupyterHub.hub_bind_url = f"http://{hub_ip}:{fence.hub_port}"
 c.JupyterHub.hub_connect_ip = hub_ip
 
 # ---- who may log in ----

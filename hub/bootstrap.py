@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Mapping
 
 import docker
+
+from gpuhub.hub.fence import NotFenced, facts_from_attrs, verify_fence
+from gpuhub.hub.fence_rules import FenceSettingError, FenceSettings, NetworkFacts
 
 
 def ensure_private_dir(path: str | os.PathLike) -> Path:
@@ -33,11 +37,17 @@ def ensure_secret_file(path: str | os.PathLike, nbytes: int = 32) -> str:
 
 
 def ensure_docker_network(name: str) -> str:
-    """Create the hub's Docker bridge network if missing; return its gateway IP.
+    """Create the hub's Docker bridge network if missing; return its gateway IP."""
+    return ensure_network_facts(name).gateway
+
+
+def ensure_network_facts(name: str) -> NetworkFacts:
+    """Create the hub's Docker bridge network if missing; return its bridge and gateway.
 
     The hub listens on that gateway address: reachable from user
     containers and this host, not from outside. Containers on it cannot
-    talk to each other (inter-container communication off).
+    talk to each other (inter-container communication off): an existing
+    network that allows it is refused, not reused.
     """
     client = docker.from_env()
     try:
@@ -49,11 +59,31 @@ def ensure_docker_network(name: str) -> str:
             options={"com.docker.network.bridge.enable_icc": "false"},
         )
         network.reload()
-    configs = network.attrs.get("IPAM", {}).get("Config") or []
-    gateways = [c["Gateway"] for c in configs if c.get("Gateway") and ":" not in c["Gateway"]]
-    if not gateways:
-        raise RuntimeError(
-            f"Docker network {name!r} has no IPv4 gateway; remove it "
-            f"(docker network rm {name}) and let the hub create it."
+    facts = facts_from_attrs(network.attrs)
+    if facts.icc:
+        raise NotFenced(
+            f"gpuhub: Docker network {name!r} allows traffic between containers "
+            '(com.docker.network.bridge.enable_icc is not "false"), so one user\'s '
+            f"server could reach another's. Fix: stop the containers on it, remove it "
+            f"(docker network rm {name}) and start the hub again: it creates the "
+            "network with that traffic off."
         )
-    return gateways[0]
+    return facts
+
+
+def ensure_fenced_network(env: Mapping[str, str]) -> tuple[FenceSettings, str]:
+    """The containers' network, created if missing and fenced (hub/fence.py).
+
+    Returns the fence settings (GPUHUB_NETWORK, GPUHUB_HUB_PORT,
+    GPUHUB_FENCE_*) and the gateway IP the hub listens on. Stops the hub
+    with a message naming the fix when the network allows traffic between
+    containers, or when its fence is missing (GPUHUB_FENCE_CHECK=warn: a
+    warning instead, for hubs that cannot read iptables).
+    """
+    try:
+        settings = FenceSettings.from_environ(env)
+    except FenceSettingError as error:
+        raise NotFenced(f"gpuhub: {error}") from None
+    facts = ensure_network_facts(settings.network)
+    verify_fence(settings, facts)
+    return settings, facts.gateway

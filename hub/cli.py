@@ -1,6 +1,7 @@
 """The ``gpuhub`` command: one entry point, a subcommand per tool.
 
     gpuhub images build|release|list …   the notebook images (images/README.md)
+    gpuhub fence apply|check|remove …    the network fence (hub/README.md)
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ USAGE = """usage: gpuhub COMMAND …
 
 commands:
   images    build, validate and release the notebook images (gpuhub images --help)
+  fence     keep user containers away from this host's ports (gpuhub fence --help)
 """
 
 
@@ -24,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         from gpuhub.images.cli import main as images_main
 
         return images_main(rest)
+    if command == "fence":
+        from gpuhub.hub.fence_cli import main as fence_main
+
+        return fence_main(rest)
     print(f"gpuhub: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

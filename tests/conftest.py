@@ -19,6 +19,7 @@ from tests.integration.hubrig import (
     REPO,
     Hub,
     docker_client,
+    fence_test_network,
     remove_test_objects,
 )
 
@@ -41,6 +42,7 @@ def engine():
     if not client.images.list(name=IMAGE):
         pytest.exit(f"{IMAGE} is missing from the test engine: run `make test-images`", 2)
     remove_test_objects(client)
+    fence_test_network()  # test hubs refuse to start on an unfenced network
     yield client
     remove_test_objects(client)
 
@@ -52,17 +54,17 @@ def nvml_library():
 
 @pytest.fixture
 def start_hub(request, engine, nvml_library, tmp_path):
-    """start_hub(gpus, processes=(), extra_config="", name="", prefix=PREFIX) -> a running Hub.
+    """start_hub(gpus, processes=(), extra_config="", name="", **hub_fields) -> a running Hub.
 
     Hubs of one test share the fake GPUs (one host); a second hub needs its
-    own ``name`` (work folder) and ``prefix``.
+    own ``name`` (work folder) and ``prefix`` (hubrig.other_prefix()).
     """
     hubs = []
 
-    def start(gpus, processes=(), extra_config="", name="", prefix=PREFIX):
+    def start(gpus, processes=(), extra_config="", name="", **hub_fields):
         nvml = FakeNVML(tmp_path / "gpus.state")
         nvml.write(gpus, processes)
-        hub = Hub(workdir=tmp_path / name, nvml=nvml, extra_config=extra_config, prefix=prefix)
+        hub = Hub(workdir=tmp_path / name, nvml=nvml, extra_config=extra_config, **hub_fields)
         hubs.append(hub)
         return hub.start()
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Make sure this host has a running Docker Engine, for `make up`.
 #
-#   config/host/ensure-docker.sh          install if missing, then start if not running
+#   config/host/ensure-docker.sh          install if missing, start if not running, fence the hub's network
 #   config/host/ensure-docker.sh install  install only (also used by tests/rig/engine.sh)
+#   config/host/ensure-docker.sh fence    fence the hub's network only (gpuhub fence apply)
 #
 # Installs Debian/Ubuntu's docker.io when run as root there; anywhere else it
 # says exactly what is missing. Warns when GPUs exist but Docker cannot pass
 # them to containers (NVIDIA Container Toolkit missing).
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 log() { echo "ensure-docker: $*" >&2; }
 die() { echo "ensure-docker: ERROR: $*" >&2; exit 1; }
@@ -59,8 +61,28 @@ warn_about_gpus() {
     fi
 }
 
+ensure_fence() {
+    # Step: fence the hub's network (hub/README.md, "The network fence"): user
+    # containers reach the hub API, not this host's other ports nor 169.254.169.254.
+    # Same settings as the hub (GPUHUB_NETWORK, GPUHUB_HUB_PORT, GPUHUB_FENCE_*).
+    # iptables rules do not survive a reboot: `make up` applies them every time;
+    # a host without `make up` needs it at boot (the Ansible role's job).
+    local gpuhub="${GPUHUB_CLI:-$REPO/.venv/bin/gpuhub}"
+    if [ ! -x "$gpuhub" ]; then
+        log "WARNING: $gpuhub not found (make .venv/.installed): the hub's network is not fenced and the hub will refuse to start"
+        return 0
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        log "WARNING: not root: not fencing the hub's network. Run: sudo $gpuhub fence apply"
+        log "(the hub refuses to start without it, unless GPUHUB_FENCE_CHECK=warn)"
+        return 0
+    fi
+    "$gpuhub" fence apply
+}
+
 case "${1:-}" in
     install) install_engine ;;
-    "") install_engine; start_engine; warn_about_gpus; log "Docker Engine is running" ;;
-    *) die "usage: $0 [install]" ;;
+    fence) ensure_fence ;;
+    "") install_engine; start_engine; warn_about_gpus; log "Docker Engine is running"; ensure_fence ;;
+    *) die "usage: $0 [install|fence]" ;;
 esac

@@ -31,6 +31,17 @@ REPO = Path(__file__).resolve().parents[2]
 # to run two test sessions side by side on one engine.
 PREFIX = os.environ.get("GPUHUB_TEST_PREFIX", "gpuhubtest")
 NETWORK = "gpuhub-test"
+
+
+def local_port_range() -> str:
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return f"{low}:{high}"
+
+
+# Test hubs take their hub port from free_port(), i.e. the kernel's ephemeral
+# range; the test network's fence opens that range on its gateway, so every
+# test hub on it (several sessions share it) passes the start-up fence check.
+HUB_PORTS = local_port_range()
 IMAGE = f"gpuhub/test-notebook:{jupyterhub.__version__}"  # same jupyterhub as the hub
 
 OVERRIDE = """
@@ -86,6 +97,9 @@ class Hub:
     hub_port: int = field(default_factory=free_port)  # stable: servers keep talking to it
     proxy_api_port: int = field(default_factory=free_port)
     usage_port: int = field(default_factory=free_port)  # the gpu-usage service
+    network: str = NETWORK
+    hub_ports: str = HUB_PORTS  # what the network's fence opens (GPUHUB_FENCE_HUB_PORTS)
+    extra_env: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     _admin_session: requests.Session | None = None
 
@@ -113,7 +127,8 @@ class Hub:
         env.update(
             GPUHUB_STATE_DIR=str(self.workdir / "state"),
             GPUHUB_CONFIG_D=str(self.workdir / "config.d"),
-            GPUHUB_NETWORK=NETWORK,
+            GPUHUB_NETWORK=self.network,
+            GPUHUB_FENCE_HUB_PORTS=self.hub_ports,
             GPUHUB_BIND_URL=self.url,
             GPUHUB_HUB_PORT=str(self.hub_port),
             GPUHUB_USAGE_PORT=str(self.usage_port),
@@ -121,6 +136,7 @@ class Hub:
             GPUHUB_ADMIN="admin",
             PATH=f"{REPO / 'node_modules' / '.bin'}:{Path(sys.executable).parent}:{env['PATH']}",
         )
+        env.update(self.extra_env)
         return env
 
     def start(self):
@@ -253,6 +269,22 @@ def other_prefix(n: int = 2) -> str:
 
 
 _TEST_NAMES = re.compile(rf"^{re.escape(PREFIX)}[0-9]?-")
+
+
+def fence(*args: str) -> subprocess.CompletedProcess:
+    """Run ``gpuhub fence …`` (the real command; needs root, like the hub's check)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gpuhub.hub.cli", "fence", *args],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def fence_test_network():
+    """Create the tests' network and fence it (idempotent; left in place after
+    the session, since test sessions side by side share the network)."""
+    result = fence("apply", "--network", NETWORK, "--hub-ports", HUB_PORTS)
+    if result.returncode != 0:
+        raise RuntimeError(f"gpuhub fence apply failed:\n{result.stdout}{result.stderr}")
 
 
 def docker_client() -> docker.DockerClient:
