@@ -131,7 +131,7 @@ class NativeAccounts(NativeAuthenticator):
 
 def _file_name(name: str) -> str:
     """The admin name as a file name; refuses names that would leave the folder."""
-    if Path(name).name != name or name.startswith("."):
+    if not name or Path(name).name != name or name.startswith("."):
         raise ValueError(
             f"Admin name {name!r} cannot be a file name in admin_passwords_dir: "
             "use letters, digits, '-', '_' or '@' (e.g. GPUHUB_ADMIN=admin)."
