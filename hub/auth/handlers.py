@@ -1,4 +1,4 @@
-"""NativeAuthenticator's sign-up and login pages, with two changes.
+"""NativeAuthenticator's sign-up, login and approval pages, with these changes.
 
 - Sign-up as an admin name gets a clear refusal (the account itself is
   refused by ``NativeAccounts.create_user``; this only words the message).
