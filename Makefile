@@ -8,11 +8,12 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 # The tests' private Docker engine (tests/rig/engine.sh); `make up` uses the host's.
 TEST_DOCKER_HOST := unix:///run/gpuhub-test/docker.sock
 
-.PHONY: up test unit integration images test-images engine bench clean help
+.PHONY: up test test-jh6 unit integration images test-images engine bench clean help
 
 help:
 	@echo "make up     run the hub on this host (jupyterhub -f config/jupyterhub_config.py)"
 	@echo "make test   install test needs and run unit + integration tests"
+	@echo "make test-jh6  login, spawn and options tests against JupyterHub 6 (.venv-jh6)"
 	@echo "make bench  spawn benchmark: GPUDockerSpawner vs stock DockerSpawner"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -50,8 +51,10 @@ engine:
 		|| { echo "chromium is missing: install it (Debian/Ubuntu: apt-get install chromium)"; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
+# HUB_PY: the Python of the hub under test (its jupyterhub version tags the image).
+HUB_PY ?= $(PY)
 test-images: $(VENV)/.installed engine
-	DOCKER_HOST=$(TEST_DOCKER_HOST) PYTHON=$(PY) images/test-notebook/build.sh
+	DOCKER_HOST=$(TEST_DOCKER_HOST) PYTHON=$(HUB_PY) images/test-notebook/build.sh
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit tests/images -m "not image_build"
@@ -62,8 +65,23 @@ integration: $(VENV)/.installed node_modules/.installed test-images /usr/bin/chr
 test: $(VENV)/.installed node_modules/.installed test-images /usr/bin/chromium
 	$(PY) -m pytest tests
 
+# JupyterHub 6: a second venv from constraints-jh6.txt, its own test notebook
+# image (gpuhub/test-notebook:<6.x>), and the hub's login, spawn and options tests.
+VENV_JH6 := .venv-jh6
+JH6_TESTS := tests/integration/test_accounts.py tests/integration/test_spawn.py tests/integration/test_options.py
+
+$(VENV_JH6)/.installed: pyproject.toml constraints-jh6.txt
+	$(PYTHON) -m venv $(VENV_JH6)
+	$(VENV_JH6)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_JH6)/bin/python -m pip install --quiet -c constraints-jh6.txt -e '.[test]'
+	touch $@
+
+test-jh6: $(VENV_JH6)/.installed node_modules/.installed
+	$(MAKE) test-images HUB_PY=$(VENV_JH6)/bin/python
+	$(VENV_JH6)/bin/python -m pytest $(JH6_TESTS)
+
 bench: $(VENV)/.installed node_modules/.installed test-images
 	PYTHONPATH=$(CURDIR) DOCKER_HOST=$(TEST_DOCKER_HOST) $(PY) benchmarks/spawn.py
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache
+	rm -rf $(VENV) $(VENV_JH6) node_modules .pytest_cache

@@ -5,10 +5,13 @@
 # Every GPUDockerSpawner option is documented in its trait's help:
 #   python -c "from gpuhub.spawner import GPUDockerSpawner; GPUDockerSpawner.class_print_help()"
 import os
+import sys
 from pathlib import Path
 
 from jupyterhub.app import JupyterHub
 
+from gpuhub.hub.auth.native import NATIVE_PAGE, NATIVE_TEMPLATE_ROOT, NativeAccounts
+from gpuhub.hub.auth.oauth import OAUTH_KINDS, OAuthSettingsError, oauth_config
 from gpuhub.hub.bootstrap import ensure_fenced_network, ensure_private_dir, ensure_secret_file
 from gpuhub.hub.environment import settings_from_environment
 from gpuhub.hub.gpu_usage.wiring import configure_gpu_usage
@@ -31,19 +34,36 @@ c.ConfigurableHTTPProxy.pid_file = str(state_dir / "jupyterhub-proxy.pid")
 fence, hub_ip = ensure_fenced_network(os.environ)  # GPUHUB_NETWORK, GPUHUB_HUB_PORT, GPUHUB_FENCE_*
 network = fence.network
 c.JupyterHub.hub_bind_url = f"http://{hub_ip}:{fence.hub_port}"
+# HTTPS at the proxy when both name PEM files; plain HTTP only on a trusted network.
+ssl_cert, ssl_key = env("GPUHUB_SSL_CERT", ""), env("GPUHUB_SSL_KEY", "")
+if bool(ssl_cert) != bool(ssl_key):
+    sys.exit("gpuhub: HTTPS needs both GPUHUB_SSL_CERT and GPUHUB_SSL_KEY (PEM files): set both, or neither")
+if ssl_cert:
+    c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key = ssl_cert, ssl_key
+    c.JupyterHub.bind_url = "https://:8000"  # JupyterHub's default address, over TLS
 c.JupyterHub.hub_connect_ip = hub_ip
 
-# ---- who may log in ----
-# native: local accounts; new sign-ups wait for an admin's approval.
-# github / generic-oauth: settings from OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET,
-# OAUTH_CALLBACK_URL (and OAUTH2_AUTHORIZE_URL, OAUTH2_TOKEN_URL,
-# OAUTH2_USERDATA_URL for generic OIDC); allow-lists in jupyterhub_config.d.
-c.JupyterHub.authenticator_class = env(
-    "GPUHUB_AUTHENTICATOR", "github" if env("OAUTH_CLIENT_ID") else "native"
-)
-c.NativeAuthenticator.open_signup = False
-c.NativeAuthenticator.allow_all = True  # approval by an admin is NativeAuthenticator's gate
+# ---- who may log in (hub/auth/) ----
+# native: local accounts; the hub creates the admin account (GPUHUB_ADMIN) at
+# the first start, its password in <state>/admin_passwords/<name>; sign-ups
+# wait for an admin's approval. github / generic-oauth: OAUTH_CLIENT_ID, ...
+# plus GPUHUB_ADMIN and an allow-list, or the hub refuses to start (config/README.md).
+authenticator = env("GPUHUB_AUTHENTICATOR", "github" if env("OAUTH_CLIENT_ID") else "native")
+c.JupyterHub.authenticator_class = NativeAccounts if authenticator == "native" else authenticator
 c.Authenticator.admin_users = {env("GPUHUB_ADMIN", "admin")}
+c.NativeAccounts.admin_passwords_dir = str(state_dir / "admin_passwords")
+c.JupyterHub.template_vars = {"gpuhub_parent_page": NATIVE_PAGE if authenticator == "native" else None}
+c.JupyterHub.template_paths = [NATIVE_TEMPLATE_ROOT]  # where NATIVE_PAGE is found
+if authenticator in OAUTH_KINDS:
+    try:
+        c.merge(oauth_config(authenticator, os.environ))
+    except OAuthSettingsError as error:
+        sys.exit(f"gpuhub: {error}")
+# Cookies stay home: no login cookie on cross-site subrequests or form posts;
+# HTTPS-only when the hub serves HTTPS (the proxy talks plain HTTP to the hub).
+c.JupyterHub.tornado_settings = {
+    "cookie_options": {"samesite": "Lax", **({"secure": True} if ssl_cert else {})},
+}
 
 # ---- servers: GPUDockerSpawner ----
 c.JupyterHub.spawner_class = "gpu-docker"

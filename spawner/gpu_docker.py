@@ -340,6 +340,13 @@ class GPUDockerSpawner(DockerSpawner):
             raise web.HTTPError(400, str(error)) from None
         spawner.gpu_request = request.gpus
 
+    def options_from_query(self, query_data):
+        # JupyterHub starts a server from GET /hub/spawn?gpus=4 query arguments:
+        # a link on any site would make a logged-in user hold GPUs. GET shows the form.
+        raise web.HTTPError(
+            400, "A link cannot start a server: choose the options below and press Start."
+        )
+
     async def render_options_form(self) -> str:
         await self.apply_group_overrides()
         free, inventory = await self.pool.free_count(self.busy_memory_threshold)

@@ -35,11 +35,11 @@ def browser():
         browser.close()
 
 
-def log_in(browser, hub, name):
+def log_in(browser, hub, name, password=PASSWORD):
     page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
     page.goto(f"{hub.url}/hub/login")
     page.fill("input[name=username]", name)
-    page.fill("input[name=password]", PASSWORD)
+    page.fill("input[name=password]", password)
     page.click("#login_submit")
     page.wait_for_url(lambda url: "/login" not in url)  # to the user's server or home
     return page
@@ -109,7 +109,7 @@ def test_user_and_admin_see_gpu_usage(start_hub, engine, browser):
     expect(page.locator("#gpu-usage-error")).to_contain_text("custom:gpu-usage:read-all")
 
     # ---- an admin: every GPU, its holder, the job outside the hub ----
-    page = log_in(browser, hub, "admin")
+    page = log_in(browser, hub, "admin", hub.admin_password)
     page.goto(f"{hub.url}/hub/home")
     page.click("#nav-gpu-usage")
     page.wait_for_url("**/services/gpu-usage/")

@@ -1,0 +1,71 @@
+"""NativeAuthenticator's sign-up, login and approval pages, with these changes.
+
+- Sign-up as an admin name gets a clear refusal (the account itself is
+  refused by ``NativeAccounts.create_user``; this only words the message).
+- Approving and discarding users stay GET links (NativeAuthenticator's
+  admin page), but a link from another site cannot trigger them: a browser
+  says where a request comes from (``Sec-Fetch-Site``), and SameSite=Lax
+  cookies still ride along on a cross-site link.
+- Login works on JupyterHub 6, which removed the ``statsd`` client that
+  NativeAuthenticator 1.3's ``LoginHandler.post`` still times logins with.
+"""
+
+from __future__ import annotations
+
+from nativeauthenticator import handlers as native
+from tornado import web
+
+
+class _NoStatsd:
+    """Accepts NativeAuthenticator's ``statsd.timer(...).start()/.stop()`` and sends nothing."""
+
+    def timer(self, name):
+        return self
+
+    def start(self):
+        return self
+
+    def stop(self, send=True):
+        pass
+
+
+class LoginHandler(native.LoginHandler):
+    """NativeAuthenticator's login page on JupyterHub 5 and 6."""
+
+    @property
+    def statsd(self):
+        # Workaround for NativeAuthenticator 1.3 on JupyterHub 6 (no statsd setting).
+        return self.settings.get("statsd") or _NoStatsd()
+
+
+class SignUpHandler(native.SignUpHandler):
+    """NativeAuthenticator's sign-up page; admin names are refused with a message."""
+
+    def get_result_message(self, user, *args, **kwargs):
+        name = self.get_body_argument("username", "", strip=False)
+        if self.authenticator.is_admin_name(name):
+            return "alert-danger", (
+                f"The name {name} belongs to an administrator of this hub and cannot "
+                "be signed up for. Please choose another name."
+            )
+        return super().get_result_message(user, *args, **kwargs)
+
+
+class _NoCrossSiteGet:
+    """Refuse a state-changing GET that a browser says came from another site."""
+
+    async def prepare(self):
+        site = self.request.headers.get("Sec-Fetch-Site", "same-origin")
+        if self.request.method == "GET" and site not in ("same-origin", "none"):
+            raise web.HTTPError(
+                403, "This link changes accounts: open it from the hub's Authorize Users page."
+            )
+        await super().prepare()
+
+
+class ToggleAuthorizationHandler(_NoCrossSiteGet, native.ToggleAuthorizationHandler):
+    """Approve or revoke a user (admins), not from another site's link."""
+
+
+class DiscardHandler(_NoCrossSiteGet, native.DiscardHandler):
+    """Discard a pending sign-up (admins), not from another site's link."""
