@@ -23,6 +23,7 @@ from .allocator import NotEnoughGPUs, ServerKey
 from .options import GPULimit, InvalidOptions, form_to_options, parse_request
 from .pool import ClaimConflict, GPUPool
 from .settings import GPUSettings
+from .user_errors import UserMistake, log_user_mistakes_once
 
 # How often a start may lose a GPU to another hub on the same engine (both
 # chose it at the same moment) and choose again before giving up.
@@ -134,6 +135,7 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
     def pool(self) -> GPUPool:
         cls = GPUDockerSpawner
         if cls._pool is None:
+            log_user_mistakes_once(self.log)
             cls._pool = GPUPool(
                 hub_id=self.hub_id,
                 prefix=self.prefix,
@@ -192,7 +194,7 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
                 spawner._allowed_image_names(),
             )
         except InvalidOptions as error:
-            raise web.HTTPError(400, str(error)) from None
+            raise UserMistake(400, str(error)) from None
         spawner.gpu_request = request.gpus
 
     async def render_options_form(self) -> str:
@@ -226,7 +228,7 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
                 prefer=prefer,
             )
         except NotEnoughGPUs as error:
-            raise web.HTTPError(409, str(error)) from None
+            raise UserMistake(409, str(error)) from None
         if uuids:
             self.log.info("Assigned GPU(s) %s to %s", ",".join(uuids), self._log_name)
         return uuids
