@@ -36,35 +36,50 @@ def form_to_options(formdata: dict[str, list]) -> dict:
     }
 
 
-def _describe_allowed(quota: int, images: Collection[str]) -> str:
-    allowed = [f"gpus (a whole number from 0 to {quota})"]
+@dataclass(frozen=True)
+class GPULimit:
+    """The most GPUs one server may ask for now, and why: what the form offers."""
+
+    most: int
+    why: str  # "your GPU quota", or what caps it below the quota
+
+    @classmethod
+    def of(cls, quota: int, host_gpus: int | None) -> GPULimit:
+        """``host_gpus``: healthy GPUs on the host, None when NVML cannot say."""
+        if host_gpus is None or host_gpus >= quota:
+            return cls(quota, "your GPU quota")
+        return cls(host_gpus, f"this host has {host_gpus} usable GPU(s); your quota is {quota}")
+
+
+def _describe_allowed(limit: GPULimit, images: Collection[str]) -> str:
+    allowed = [f"gpus (a whole number from 0 to {limit.most})"]
     if len(images) > 1:
         allowed.append(f"image (one of: {', '.join(sorted(images))})")
     return "; ".join(allowed)
 
 
-def parse_gpus(value, quota: int) -> int:
+def parse_gpus(value, limit: GPULimit) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise InvalidOptions(
-            f"gpus must be a whole number from 0 to {quota}, got {value!r}."
+            f"gpus must be a whole number from 0 to {limit.most}, got {value!r}."
         )
     if isinstance(value, str):
         if not _WHOLE_NUMBER.fullmatch(value.strip()):
             raise InvalidOptions(
-                f"gpus must be a whole number from 0 to {quota}, got {value!r}."
+                f"gpus must be a whole number from 0 to {limit.most}, got {value!r}."
             )
         value = int(value.strip())
-    if not 0 <= value <= quota:
+    if not 0 <= value <= limit.most:
         raise InvalidOptions(
-            f"gpus must be a whole number from 0 to {quota} (your GPU quota), got {value}."
+            f"gpus must be a whole number from 0 to {limit.most} ({limit.why}), got {value}."
         )
     return value
 
 
 def parse_request(
-    options: dict, quota: int, default_gpus: int, images: Collection[str]
+    options: dict, limit: GPULimit, default_gpus: int, images: Collection[str]
 ) -> ServerRequest:
-    """Validate user options against the user's quota and the allowed images.
+    """Validate user options against the user's GPU limit and the allowed images.
 
     ``images`` are the image names the admin allows users to pick from;
     with one or none, no image option is accepted.
@@ -77,9 +92,9 @@ def parse_request(
     if unknown:
         raise InvalidOptions(
             f"Unknown option(s): {', '.join(map(repr, unknown))}. "
-            f"Allowed: {_describe_allowed(quota, images)}."
+            f"Allowed: {_describe_allowed(limit, images)}."
         )
-    gpus = parse_gpus(options["gpus"], quota) if "gpus" in options else default_gpus
+    gpus = parse_gpus(options["gpus"], limit) if "gpus" in options else default_gpus
     image = options.get("image")
     if image is not None and (not isinstance(image, str) or image not in images):
         raise InvalidOptions(

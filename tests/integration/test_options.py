@@ -147,3 +147,17 @@ def test_fuzzed_form_input_is_accepted_within_quota_or_400(hub, ann, engine, fie
     assert hub.wait_spawn("ann")[0] == "ready"
     assert len(gpus_of(container_of(engine, "ann"))) == int(fields.get("gpus", 1)) <= 2
     hub.stop_server("ann")
+
+
+def test_a_user_mistake_is_one_warning_and_a_plain_message(hub, engine):
+    before = len(hub.log_path.read_text().splitlines())
+    assert hub.spawn("ann", {"gpus": 9}).status_code == 400
+    page = hub.form_post(hub.login("ann"), "/hub/spawn", {"gpus": "9"})
+    assert page.status_code == 400
+    assert "Error: gpus must be a whole number from 0 to 2 (your GPU quota), got 9." in page.text
+    assert "HTTP 400" not in page.text
+    log = hub.log_path.read_text().splitlines()[before:]
+    mentions = [line for line in log if "got 9." in line and " POST " not in line]
+    assert len(mentions) == 2, "\n".join(log)  # one per attempt
+    assert all(line.startswith("[W") for line in mentions), mentions
+    assert not any("Traceback" in line for line in log), "\n".join(log)

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpuhub.spawner.options import InvalidOptions, form_to_options, parse_request
+from gpuhub.spawner.options import GPULimit, InvalidOptions, form_to_options, parse_request
 
 IMAGES = ["gpuhub/pytorch-notebook:2.6", "gpuhub/pytorch-notebook:2.7"]
 
@@ -20,7 +20,7 @@ IMAGES = ["gpuhub/pytorch-notebook:2.6", "gpuhub/pytorch-notebook:2.7"]
     ],
 )
 def test_valid_requests(options, gpus, image):
-    request = parse_request(options, quota=2, default_gpus=1, images=IMAGES)
+    request = parse_request(options, GPULimit.of(2, None), default_gpus=1, images=IMAGES)
     assert (request.gpus, request.image) == (gpus, image)
 
 
@@ -45,13 +45,13 @@ def test_valid_requests(options, gpus, image):
 )
 def test_bad_requests_say_what_is_allowed(options, message):
     with pytest.raises(InvalidOptions) as error:
-        parse_request(options, quota=2, default_gpus=1, images=IMAGES)
+        parse_request(options, GPULimit.of(2, None), default_gpus=1, images=IMAGES)
     assert str(error.value).startswith(message)
 
 
 def test_image_option_refused_when_admin_allows_one_image():
     with pytest.raises(InvalidOptions, match="Unknown option.*'image'"):
-        parse_request({"image": "only"}, quota=1, default_gpus=0, images=["only"])
+        parse_request({"image": "only"}, GPULimit.of(1, 8), default_gpus=0, images=["only"])
 
 
 def test_form_fields_are_unwrapped():
@@ -78,10 +78,23 @@ json_values = st.recursive(
 )
 def test_fuzzed_options_are_valid_and_within_quota_or_refused(options, quota):
     try:
-        request = parse_request(options, quota=quota, default_gpus=min(1, quota), images=IMAGES)
+        request = parse_request(options, GPULimit.of(quota, 8), default_gpus=min(1, quota), images=IMAGES)
     except InvalidOptions as error:
         assert "must" in str(error) or "Unknown option" in str(error)
         return
     assert 0 <= request.gpus <= quota
     assert request.image in (None, *IMAGES)
     assert set(options) <= {"gpus", "image"}
+
+
+def test_limit_and_message_follow_what_the_form_offers():
+    # quota 1 on a host whose only GPU is lost: the form offers 0, and so does the message
+    limit = GPULimit.of(1, 0)
+    with pytest.raises(InvalidOptions) as refused:
+        parse_request({"gpus": 1}, limit, default_gpus=0, images=IMAGES)
+    assert str(refused.value) == (
+        "gpus must be a whole number from 0 to 0 "
+        "(this host has 0 usable GPU(s); your quota is 1), got 1."
+    )
+    # NVML cannot say how many GPUs there are: the quota (a GPU spawn then gets the 409 that says why)
+    assert parse_request({"gpus": 1}, GPULimit.of(1, None), default_gpus=0, images=IMAGES).gpus == 1

@@ -1,0 +1,165 @@
+"""GPUDockerSpawner's own settings: the traits it adds to DockerSpawner's. No I/O.
+
+A mixin, so the settings read as one list and ``gpu_docker.py`` holds only
+the lifecycle. Configure them as ``c.GPUDockerSpawner.<name>``; the help
+strings are the reference (``GPUDockerSpawner.class_print_help()``).
+"""
+
+from __future__ import annotations
+
+from jupyterhub.traitlets import ByteSpecification
+from traitlets import Float, Int, List, Unicode, default
+from traitlets.config import Configurable
+
+from .gpu_status import DEFAULT_BUSY_MEMORY
+
+
+class GPUSettings(Configurable):
+    gpu_quota = Int(
+        1,
+        min=0,
+        config=True,
+        help="""Most GPUs one server may ask for.
+
+        Default: 1. Set per group with JupyterHub's ``group_overrides``::
+
+            c.GPUDockerSpawner.gpu_quota = 1
+            c.GPUDockerSpawner.group_overrides = {
+                "10-researchers": {"groups": ["researchers"],
+                                   "spawner_override": {"gpu_quota": 4, "mem_limit": "64G"}},
+            }
+        """,
+    )
+
+    default_gpus = Int(
+        1,
+        min=0,
+        config=True,
+        help="""GPUs a server gets when the request does not say.
+
+        Capped by the user's ``gpu_quota`` and by the healthy GPUs on the host,
+        so on a host without GPUs servers start CPU-only. Default: 1::
+
+            c.GPUDockerSpawner.default_gpus = 0
+        """,
+    )
+
+    busy_memory_threshold = ByteSpecification(
+        DEFAULT_BUSY_MEMORY,
+        config=True,
+        help="""A GPU with at least this much memory in use is not free.
+
+        Catches jobs NVML cannot attribute to a process (other PID namespaces,
+        zombie contexts). Default: 1G::
+
+            c.GPUDockerSpawner.busy_memory_threshold = "512M"
+        """,
+    )
+
+    shm_size = ByteSpecification(
+        "8G",
+        config=True,
+        help="""Size of /dev/shm in the container.
+
+        PyTorch DataLoader workers pass batches through shared memory; Docker's
+        64 MiB default breaks them. Counts against ``mem_limit``. Default: 8G::
+
+            c.GPUDockerSpawner.shm_size = "16G"
+        """,
+    )
+
+    pids_limit = Int(
+        4096,
+        min=64,
+        config=True,
+        help="""Most processes/threads one container may run (fork-bomb guard).
+
+        Default: 4096::
+
+            c.GPUDockerSpawner.pids_limit = 8192
+        """,
+    )
+
+    container_user = Unicode(
+        "1000",
+        config=True,
+        help="""User (uid or uid:gid) the notebook runs as; never root.
+
+        Must own the home directory in the image. Default: "1000" (jovyan)::
+
+            c.GPUDockerSpawner.container_user = "1000:100"
+        """,
+    )
+
+    options_form_template_paths = List(
+        Unicode(),
+        config=True,
+        help="""Folders searched for ``options_form.html`` before the built-in one.
+
+        Default: []. To restyle the spawn form, copy
+        ``spawner/templates/options_form.html`` into a folder and list it::
+
+            c.GPUDockerSpawner.options_form_template_paths = ["/etc/gpuhub/templates"]
+        """,
+    )
+
+    hub_id = Unicode(
+        config=True,
+        help="""This hub's identity on the Docker engine: the ``gpuhub.hub`` label on
+        its containers and volumes.
+
+        Several hubs may share one engine: each needs its own ``prefix`` and
+        ``hub_id``. GPUs named on any hub's live containers are never handed
+        out twice; containers of this hub that no server of it accounts for
+        are stopped by the reconcile. ``config/jupyterhub_config.py`` sets it
+        from an id kept in the hub's state dir. Default: the ``prefix``::
+
+            c.GPUDockerSpawner.hub_id = "physics-hub"
+        """,
+    )
+
+    @default("hub_id")
+    def _default_hub_id(self):
+        return self.prefix
+
+    reconcile_interval = Float(
+        30.0,
+        min=0.0,
+        config=True,
+        help="""Seconds between checks of the claim table against the engine.
+
+        Each check drops claims of containers that are gone, expires claims of
+        spawns that never made a container, and stops containers of this hub
+        that no server of the hub accounts for (seen so twice in a row). 0
+        turns the periodic check off (a refused spawn still checks). Default 30::
+
+            c.GPUDockerSpawner.reconcile_interval = 60
+        """,
+    )
+
+    prefix = Unicode(
+        "gpuhub",
+        config=True,
+        help="""Prefix of this hub's container and volume names (``{prefix}-{username}``).
+
+        Hubs sharing one Docker engine need different prefixes; a hub refuses
+        to start when another hub's containers or volumes use its prefix.
+        Default: "gpuhub"::
+
+            c.GPUDockerSpawner.prefix = "physics"
+        """,
+    )
+
+    docker_threads = Int(
+        4,
+        min=1,
+        config=True,
+        help="""Threads for Docker calls, shared by every server of the hub.
+
+        DockerSpawner makes every Docker call on one thread, so one slow call
+        (a large image pull) holds up every other spawn and stop. Default 4::
+
+            c.GPUDockerSpawner.docker_threads = 8
+        """,
+    )
+
