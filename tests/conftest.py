@@ -52,12 +52,14 @@ def nvml_library():
 
 @pytest.fixture
 def start_hub(request, engine, nvml_library, tmp_path):
-    """start_hub(gpus, processes=(), extra_config="") -> a running Hub."""
+    """start_hub(gpus, processes=(), extra_config="", **nvml_state) -> a running Hub.
+
+    ``nvml_state``: more FakeNVML.write arguments (``driver_loaded=False``…)."""
     hubs = []
 
-    def start(gpus, processes=(), extra_config=""):
+    def start(gpus, processes=(), extra_config="", **nvml_state):
         nvml = FakeNVML(tmp_path / "gpus.state")
-        nvml.write(gpus, processes)
+        nvml.write(gpus, processes, **nvml_state)
         hub = Hub(workdir=tmp_path, nvml=nvml, extra_config=extra_config)
         hubs.append(hub)
         return hub.start()

@@ -262,3 +262,19 @@ def test_driver_unloaded_under_a_running_hub_then_back(nvml):
     """, nvml.env())
     assert out == dict(before=1, gone="the NVIDIA driver is not loaded", back=1,
                        log=["WARNING", "INFO"])
+
+
+def test_a_stuck_nvml_call_does_not_keep_the_hub_from_exiting(nvml):
+    """The stuck call's thread is a daemon: the process ends while it hangs
+    (a worker pool's thread would be joined at exit, for ever)."""
+    gpus = FakeNVML.make_gpus(1)
+    nvml.write(gpus)
+    out = scenario("""
+        async def main():
+            inventory = NvmlInventory(log, timeout=0.2)
+            await inventory.snapshot()
+            nvml.write(FakeNVML.make_gpus(1), hang=True)
+            return (await inventory.snapshot(max_age=0)).unavailable_reason
+        print(json.dumps({"reason": asyncio.run(main())}))
+    """, nvml.env())  # scenario() fails if the process has not ended within 120 s
+    assert out["reason"].startswith("NVML did not answer within 0.2 s")
