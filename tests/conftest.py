@@ -54,16 +54,19 @@ def nvml_library():
 
 @pytest.fixture
 def start_hub(request, engine, nvml_library, tmp_path):
-    """start_hub(gpus, processes=(), extra_config="", name="", **hub_fields) -> a running Hub.
+    """start_hub(gpus, processes=(), extra_config="", name="", driver_loaded=True,
+    hang=False, **hub_fields) -> a running Hub.
 
     Hubs of one test share the fake GPUs (one host); a second hub needs its
     own ``name`` (work folder) and ``prefix`` (hubrig.other_prefix()).
+    ``driver_loaded``/``hang`` go to FakeNVML.write, ``hub_fields`` to Hub.
     """
     hubs = []
 
-    def start(gpus, processes=(), extra_config="", name="", **hub_fields):
+    def start(gpus, processes=(), extra_config="", name="", driver_loaded=True, hang=False,
+              **hub_fields):
         nvml = FakeNVML(tmp_path / "gpus.state")
-        nvml.write(gpus, processes)
+        nvml.write(gpus, processes, driver_loaded=driver_loaded, hang=hang)
         hub = Hub(workdir=tmp_path / name, nvml=nvml, extra_config=extra_config, **hub_fields)
         hubs.append(hub)
         return hub.start()

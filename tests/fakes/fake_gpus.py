@@ -4,6 +4,7 @@ Standard library only, so any test (or a container) can import it.
 
     nvml = FakeNVML(tmp_path / "gpus.state")
     nvml.write(FakeNVML.make_gpus(2), [FakeProcess(uuid=..., pid=4242, mem=2**30)])
+    nvml.write(gpus, hang=True)       # every NVML call blocks until rewritten
     env = nvml.env()   # FAKE_NVML_STATE + LD_LIBRARY_PATH for a subprocess
 
 Names are written with '_' for ' ', so a name must not contain '_' itself.
@@ -84,8 +85,19 @@ class FakeNVML:
         processes: Iterable[FakeProcess] = (),
         driver_loaded: bool = True,
         driver_version: str = DEFAULT_DRIVER_VERSION,
+        hang: bool = False,
     ) -> None:
-        lines = [f"driver version={_token(driver_version, 'driver_version')} loaded={int(driver_loaded)}"]
+        """Describe the host; the library sees it at its next call.
+
+        ``driver_loaded=False``: nvmlInit and every query fail with
+        DRIVER_NOT_LOADED (a hub started before the driver). ``hang=True``:
+        every NVML call blocks (a wedged GPU or driver) until a later write
+        clears it; calls already blocked then return.
+        """
+        lines = [
+            f"driver version={_token(driver_version, 'driver_version')}"
+            f" loaded={int(driver_loaded)} hang={int(hang)}"
+        ]
         for gpu in gpus:
             lines.append(
                 f"gpu index={gpu.index} uuid={_token(gpu.uuid, 'uuid')} name={_name(gpu.name)}"

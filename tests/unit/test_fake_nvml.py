@@ -318,3 +318,79 @@ def test_helper_uuids_and_names():
         int(u.removeprefix("GPU-").replace("-", ""), 16)   # valid hex
     with pytest.raises(ValueError):
         FakeNVML("/nonexistent/x").write([FakeGPU(index=0, uuid="GPU-1", name="bad_name")])
+
+
+def test_hang_blocks_calls_until_cleared(nvml):
+    """hang=1 is a wedged driver: calls (nvmlInit too) block, from every
+    thread, and return with the new state once the flag clears."""
+    gpus = FakeNVML.make_gpus(2)
+    nvml.write(gpus)
+    code = PRELUDE + textwrap.dedent("""
+        import threading
+        nvmlInit()
+        print("initialised", flush=True)
+        results = {}
+        def call(name, fn):
+            try:
+                results[name] = fn()
+            except NVMLError as e:
+                results[name] = str(e)
+        sys.stdin.readline()                        # the test sets hang=1
+        threads = [threading.Thread(target=call, args=a) for a in (
+            ("count", nvmlDeviceGetCount),
+            ("init", lambda: nvmlInit() or "initialised"),
+            ("uuid", lambda: nvmlDeviceGetUUID(nvmlDeviceGetHandleByIndex(1))))]
+        for t in threads: t.start()
+        for t in threads: t.join(0.5)
+        print(json.dumps(sorted(t.name for t in threads if t.is_alive())), flush=True)
+        sys.stdin.readline()                        # the test clears it
+        for t in threads: t.join(30)
+        print(json.dumps([any(t.is_alive() for t in threads), results]), flush=True)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], env=nvml.env(), text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == "initialised"
+        nvml.write(gpus, hang=True)
+        child.stdin.write("hang\n")
+        child.stdin.flush()
+        assert len(json.loads(child.stdout.readline())) == 3   # all three still blocked
+        gpus.append(FakeGPU(index=2, uuid="GPU-fa4e0000-0000-4000-8000-0000000000ff"))
+        nvml.write(gpus)
+        child.stdin.write("clear\n")
+        child.stdin.flush()
+        still_blocked, results = json.loads(child.stdout.readline())
+    finally:
+        _, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert not still_blocked
+    assert results == {"count": 3, "init": "initialised", "uuid": gpus[1].uuid}
+
+
+def test_driver_loaded_later_lets_init_succeed_in_the_same_process(nvml):
+    gpus = FakeNVML.make_gpus(1)
+    nvml.write(gpus, driver_loaded=False)
+    code = PRELUDE + textwrap.dedent("""
+        res = []
+        for _ in range(2):
+            try:
+                nvmlInit()
+                res.append(nvmlDeviceGetCount())
+            except NVMLError as e:
+                res.append(str(e))
+            print(json.dumps(res), flush=True)
+            sys.stdin.readline()                    # the test loads the driver
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], env=nvml.env(), text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert json.loads(child.stdout.readline()) == ["Driver Not Loaded"]
+        nvml.write(gpus)
+        child.stdin.write("loaded\n")
+        child.stdin.flush()
+        assert json.loads(child.stdout.readline()) == ["Driver Not Loaded", 1]
+        child.stdin.write("done\n")
+        child.stdin.flush()
+    finally:
+        _, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- NVML ABI (the subset of nvml.h we need; layouts match pynvml) ---- */
 
@@ -88,7 +89,7 @@ struct proc {
 };
 
 struct state {
-    unsigned int loaded;
+    unsigned int loaded, hang;
     char version[80]; /* NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE */
     unsigned int ngpus, nprocs;
     struct dev gpus[MAX_GPUS];
@@ -115,7 +116,8 @@ struct key {
 #define KEY(T, f, k) { #f, k, offsetof(T, f), sizeof(((T *)0)->f) }
 
 static const struct key driver_keys[] = {
-    KEY(struct state, version, K_STR), KEY(struct state, loaded, K_UINT), {0}};
+    KEY(struct state, version, K_STR), KEY(struct state, loaded, K_UINT),
+    KEY(struct state, hang, K_UINT), {0}};
 static const struct key gpu_keys[] = {
     KEY(struct dev, index, K_UINT),     KEY(struct dev, uuid, K_STR),
     KEY(struct dev, name, K_NAME),      KEY(struct dev, mem_total, K_U64),
@@ -259,8 +261,10 @@ static int parse(FILE *f)
     return 0;
 }
 
-/* Re-read the state file into `cur`.  Caller holds the lock. */
-static nvmlReturn_t reload(void)
+#define HANGING (-1) /* read_state(): the file says hang=1 */
+
+/* Parse the state file; on success copy it into `cur`.  Caller holds the lock. */
+static nvmlReturn_t read_state(void)
 {
     const char *path = getenv("FAKE_NVML_STATE");
     FILE *f = path && *path ? fopen(path, "r") : NULL;
@@ -270,8 +274,27 @@ static nvmlReturn_t reload(void)
     int rc = parse(f);
     fclose(f);
     if (rc) return NVML_ERROR_UNKNOWN;
+    if (next.hang) return HANGING;
     memcpy(&cur, &next, sizeof cur);
     return cur.loaded ? NVML_SUCCESS : NVML_ERROR_DRIVER_NOT_LOADED;
+}
+
+/* Re-read the state file into `cur`.  Caller holds the lock.
+ *
+ * hang=1 is a wedged GPU or driver: the call blocks until the file says
+ * otherwise, then goes on with the new state.  It polls with short sleeps
+ * and lets go of the lock meanwhile, so every thread's calls block alike
+ * (as on a wedged driver) and all return once the flag clears. */
+static nvmlReturn_t reload(void)
+{
+    nvmlReturn_t rc;
+    const struct timespec pause = {0, 20 * 1000 * 1000}; /* 20 ms */
+    while ((rc = read_state()) == HANGING) {
+        pthread_mutex_unlock(&lock);
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&lock);
+    }
+    return rc;
 }
 
 /* ---- call prologue/epilogue: every entry point is serialised ---- */
