@@ -142,7 +142,8 @@ class FakeNVML:
         return [FakeGPU(index=i, uuid=fake_uuid("GPU", i), **kw) for i in range(n)]
 
 
-RUN_TAG = secrets.token_hex(2)  # this test run's fake "host"
+# This test run's fake "host": the same in the processes a test starts.
+RUN_TAG = os.environ.setdefault("GPUHUB_FAKE_GPU_TAG", secrets.token_hex(2))
 
 
 def fake_uuid(kind: str, i: int) -> str:

@@ -9,14 +9,13 @@ bad input answer 4xx with a message, never 500.
 
 import os
 import signal
-import zlib
 from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes.fake_gpus import FakeGPU, FakeProcess
+from tests.fakes.fake_gpus import FakeNVML, FakeProcess
 from tests.integration.hubrig import PREFIX, container_of, gpus_of, wait_for
 
 USAGE = "/services/gpu-usage"
@@ -28,14 +27,6 @@ def fast_sampler(monkeypatch):
     monkeypatch.setenv("GPUHUB_USAGE_INTERVAL", "1")
     monkeypatch.setenv("GPUHUB_USAGE_IDLE_FLAG", "2")
     monkeypatch.setenv("GPUHUB_USAGE_CONTAINER_PREFIX", f"{PREFIX}-")
-
-
-def gpus_of_this_run(n: int) -> list[FakeGPU]:
-    """n fake GPUs whose UUIDs depend on the test prefix: the spawner counts GPUs
-    named on any container of the engine as taken, so test sessions sharing one
-    engine must not share UUIDs."""
-    tag = zlib.crc32(PREFIX.encode()) & 0xFFFF
-    return [FakeGPU(index=i, uuid=f"GPU-fa4e{tag:04x}-0000-4000-8000-{i:012x}") for i in range(n)]
 
 
 def get(hub, path, token=None, headers=None):
@@ -68,7 +59,7 @@ def gpus_by_uuid(data):
 
 
 def test_usage_follows_gpus_and_is_private(start_hub, engine):
-    gpus = gpus_of_this_run(4)
+    gpus = FakeNVML.make_gpus(4)
     hub = start_hub(gpus)
     hub.create_users("ann", "bob", "cid")
     hub.create_users("ian", groups=("instructors",))

@@ -12,9 +12,8 @@ import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
-from tests.fakes.fake_gpus import FakeProcess
+from tests.fakes.fake_gpus import FakeNVML, FakeProcess
 from tests.integration.hubrig import PREFIX, container_of, gpus_of, wait_for
-from tests.integration.test_gpu_usage import gpus_of_this_run
 from tests.integration.test_spawn_form_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 PASSWORD = "gpuhub-Test-pass-1"  # hubrig's Hub.login default
@@ -61,7 +60,7 @@ def same_top_bar(page, hub):
 
 
 def test_user_and_admin_see_gpu_usage(start_hub, engine, browser):
-    gpus = gpus_of_this_run(4)
+    gpus = FakeNVML.make_gpus(4)
     hub = start_hub(gpus)
     hub.login("rita")  # signs up admin and rita, approves rita
     hub.create_users("bob")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import requests
 
+from tests.fakes.fake_gpus import FakeNVML
 from tests.integration.hubrig import wait_for
-from tests.integration.test_gpu_usage import gpus_of_this_run
 
 USAGE = "/services/gpu-usage"
 
@@ -60,7 +60,7 @@ def answers_for_the_new_hub(hub) -> int:
 
 
 def test_a_restarted_hub_gets_a_working_service_of_its_own(start_hub):
-    hub = start_hub(gpus_of_this_run(2))
+    hub = start_hub(FakeNVML.make_gpus(2))
     hub.create_users("ann")
     first = answers_for_the_new_hub(hub)
 

@@ -6,10 +6,8 @@ without a hub restart. The fake NVML hangs or fails at the hardware
 boundary only (tests/fakes/README.md).
 """
 
-import dataclasses
 import html
 import re
-import secrets
 import time
 
 import requests
@@ -23,14 +21,6 @@ from tests.integration.hubrig import container_of, gpus_of, wait_for
 FORM_ANSWER_LIMIT = DEFAULT_TIMEOUT + 50
 WEDGED = "NVML did not answer within 10 s (a GPU or the driver may be wedged)"
 NOT_LOADED = "the NVIDIA driver is not loaded"
-
-
-def own_gpus(n: int) -> list:
-    """Fake GPUs with UUIDs of this test's own: the engine is the record of
-    who holds a GPU, and other test sessions share it with the usual ones."""
-    tag = secrets.token_hex(4)
-    return [dataclasses.replace(gpu, uuid=f"GPU-{tag}-0000-4000-8000-{gpu.index:012x}")
-            for gpu in FakeNVML.make_gpus(n)]
 
 
 def spawn_form(hub, session: requests.Session) -> str:
@@ -81,7 +71,7 @@ def hub_log_lines(hub, text: str) -> list[str]:
 def test_wedged_nvml_form_answers_spawns_fail_clearly_cpu_works_then_recovers(
     start_hub, engine
 ):
-    gpus = own_gpus(2)
+    gpus = FakeNVML.make_gpus(2)
     hub = start_hub(gpus)
     hub.create_users("bob")
     ann = hub.login("ann")
@@ -115,7 +105,7 @@ def test_wedged_nvml_form_answers_spawns_fail_clearly_cpu_works_then_recovers(
 
 
 def test_hub_started_before_the_driver_finds_gpus_without_restart(start_hub, engine):
-    gpus = own_gpus(1)
+    gpus = FakeNVML.make_gpus(1)
     hub = start_hub(gpus, driver_loaded=False)
     ann = hub.login("ann")
     assert f"No GPUs are available on this hub right now ({NOT_LOADED})" in spawn_form(hub, ann)
