@@ -55,6 +55,17 @@ def test_the_repository_file_is_valid():
         assert f"{variant.torch}-cuda{variant.cuda}-cudnn" in variant.base
 
 
+def test_lines_follow_what_users_run_today():
+    """POLICY.md: the default line and the two newest, each on its official runtime base."""
+    catalog = versions.load()
+    assert set(catalog.variants) == {"2.6-cuda12.4", "2.9-cuda12.8", "2.15-cuda13.2"}
+    assert catalog.default == "2.6-cuda12.4"
+    for name, variant in catalog.variants.items():
+        assert variant.base == f"pytorch/pytorch:{variant.torch}-cuda{variant.cuda}-cudnn9-runtime", name
+        assert variant.cudnn.startswith("9."), name
+        assert name == line_tag(variant.torch, f"cuda{variant.cuda}")
+
+
 def test_stacks_share_one_dockerfile_that_names_no_stack():
     dockerfile = (versions.VERSIONS_FILE.parent / "stacks" / "Dockerfile").read_text()
     assert "ARG STACK\n" in dockerfile
