@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import report as reports
-from . import verify, versions, wheelhouse
+from . import startup, verify, versions, wheelhouse
 from .docker_cli import Docker
 from .versions import Catalog, Stack, Variant
 
@@ -293,24 +293,35 @@ class Builder:
 
     def finish(self, image: Image) -> None:
         gate_dir = IMAGES / "validate"
+        kept = f"{image.moving_ref} still points at the previous build, so users keep getting that one"
         gate = self.cached_gate(image, gate_dir)
         if gate is None:
             log(f"running the validation gate in {image.ref}")
             try:
-                gate = verify.run_gate(self.docker, image.ref, gate_dir, image.expect_torch, self.options.gpus)
+                gate = verify.validate(self.docker, image.ref, gate_dir, image.expect_torch, self.options.gpus, log=log)
             except verify.VerifyError as e:
-                raise BuildError(f"{e}; {image.moving_ref} not moved") from None
+                raise BuildError(f"{e}. {kept}.") from None
             if gate.passed:
                 self.remember_gate(image, gate_dir, gate)
         image.gate = gate
         log(gate.summary)
         if not gate.passed:
-            print(gate.output[-3000:], file=sys.stderr)
-            raise BuildError(f"{image.ref} failed validation; {image.moving_ref} not moved")
+            output = CACHE / "logs" / f"gate-{image.patch}.log"
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(gate.output + "\n")
+            raise BuildError(
+                f"{image.ref} failed the validation gate. {kept}.\nFailed:\n{verify.failure_text(gate)}\n"
+                f"What to do: fix what the failed checks name (images/validate/README.md says what each one needs), "
+                f"then run the build again. The gate's whole output is in {output}."
+            )
         try:
-            image.startup_seconds = verify.measure_startup(self.docker, image.ref, image.record.get("jupyterhub", ""))
+            image.startup_seconds = startup.measure_startup(self.docker, image.ref, image.record.get("jupyterhub", ""))
         except verify.VerifyError as e:
-            raise BuildError(f"{image.ref}: jupyterhub-singleuser did not start: {e}; {image.moving_ref} not moved") from None
+            raise BuildError(
+                f"{image.ref} did not start as a spawner starts it: {e}. {kept}.\n"
+                f"What to do: run the image by hand (docker run --rm -it {image.ref}) and read why "
+                "jupyterhub-singleuser stops, fix the image, then run the build again."
+            ) from None
         log(f"server ready {image.startup_seconds:.2f}s after docker run (jupyterhub-singleuser, /api answers)")
         self.write_report(image)
         self.docker.tag(image.ref, image.moving_ref)
@@ -330,14 +341,16 @@ class Builder:
             "added_over_base_bytes": image.size - image.base_size,
             "labels": self.docker.labels(image.ref),
             "record": image.record,
-            "gate": {"passed": image.gate.passed, "summary": image.gate.summary, "report": image.gate.report} if image.gate else None,
+            "gate": {"passed": image.gate.passed, "summary": image.gate.summary, "report": image.gate.report,
+                     "first_failure": image.gate.first_failure or None} if image.gate else None,
             "startup_seconds": image.startup_seconds,
         }
         report = reports.write(self.docker, image.ref, metadata)
         log(report.line())
         if self.options.require_report and report.vulnerabilities is None:
-            raise BuildError(f"release needs the vulnerability audit: {report.audit_note}; {image.moving_ref} not moved "
-                             "(--allow-unaudited moves it anyway)")
+            raise BuildError(f"a release needs the vulnerability audit, and it could not run: {report.audit_note}. "
+                             f"{image.moving_ref} still points at the previous build.\nWhat to do: run the release "
+                             "where PyPI's advisory data is reachable, or add --allow-unaudited to move the tag anyway.")
 
     def cached_gate(self, image: Image, gate_dir: Path) -> verify.GateResult | None:
         path = self._gate_cache(image, gate_dir)
@@ -355,10 +368,13 @@ class Builder:
             path.write_text(json.dumps({"report": gate.report, "output": gate.output, "seconds": gate.seconds}))
 
     def _gate_cache(self, image: Image, gate_dir: Path) -> Path | None:
-        gate = gate_dir / "gate.py"
-        if not gate.is_file():
+        scripts = sorted(gate_dir.glob("*.py"))
+        if not (gate_dir / "gate.py").is_file():
             return None
-        key = hashlib.sha256(gate.read_bytes() + image.image_id.encode() + (self.options.gpus or "").encode()).hexdigest()[:16]
+        digest = hashlib.sha256(image.image_id.encode() + (self.options.gpus or "").encode())
+        for script in scripts:
+            digest.update(script.name.encode() + b"\0" + script.read_bytes())
+        key = digest.hexdigest()[:16]
         return CACHE / "validated" / f"{key}.json"
 
     # ---- helpers ---------------------------------------------------------------
@@ -412,8 +428,7 @@ def stage_context(source: Path, wheels: Path, name: str) -> Path:
 
 def image_packages(docker: Docker, ref: str) -> dict[str, str]:
     """name -> version of every Python package the image holds (its `python -m pip list`)."""
-    out = docker.run(["run", "--rm", "--network", "none", "--entrypoint", "", ref,
-                      "python", "-m", "pip", "list", "--format=json", "--disable-pip-version-check"], timeout=120)
+    out = docker.in_image(ref, ["python", "-m", "pip", "list", "--format=json", "--disable-pip-version-check"])
     return {item["name"]: item["version"] for item in json.loads(out)}
 
 

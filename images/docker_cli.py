@@ -64,6 +64,12 @@ class Docker:
             raise DockerError(f"docker {' '.join(args[:4])} … failed: {' | '.join(tail)}")
         return result.stdout
 
+    def in_image(self, image: str, command: list[str], timeout: float = 120) -> str:
+        """Run command in a throwaway container of image, with no network and no
+        entrypoint (the command alone, as the image's default user); return its stdout.
+        The one way the pipeline runs commands in images."""
+        return self.run(["run", "--rm", "--network", "none", "--entrypoint", command[0], image, *command[1:]], timeout=timeout)
+
     def inspect_image(self, ref: str) -> dict | None:
         """`docker image inspect` as a dict, or None when the engine has no such image."""
         result = self.call(["image", "inspect", ref])
@@ -122,7 +128,6 @@ class Docker:
         labels: dict[str, str],
         log_path: Path,
         no_cache: bool = False,
-        pull: bool = False,
     ) -> None:
         """`docker build` with the legacy builder (no buildx needed, no BuildKit frontend to pull).
         The full output goes to log_path; DockerError carries its last lines."""
@@ -135,8 +140,6 @@ class Docker:
             args += ["--tag", tag]
         if no_cache:
             args.append("--no-cache")
-        if pull:
-            args.append("--pull")
         args.append(str(context))
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as log:

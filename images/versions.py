@@ -72,10 +72,6 @@ class LocalBase:
     packages: tuple[str, ...]
 
     @property
-    def accelerator(self) -> str:
-        return "cpu"
-
-    @property
     def line(self) -> str:
         return line_tag(self.torch, "cpu")
 

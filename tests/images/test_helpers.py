@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuhub.images import build, report, verify, wheelhouse
+from gpuhub.images import build, report, startup, verify, wheelhouse
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "images" / "pytorch-notebook"
 
@@ -111,7 +111,7 @@ def test_healthcheck_url_follows_the_hub_environment(healthcheck, monkeypatch):
 
 
 def test_singleuser_env_is_what_jupyterhub_singleuser_needs():
-    env = verify.singleuser_env("http://172.31.240.1:4242/hub/api")
+    env = startup.singleuser_env("http://172.31.240.1:4242/hub/api")
     assert env["JUPYTERHUB_SERVICE_URL"] == "http://0.0.0.0:8888/user/gpuhubimg/"
     assert env["JUPYTERHUB_SERVICE_PREFIX"] == "/user/gpuhubimg/"
     assert env["JUPYTERHUB_API_TOKEN"] and env["JUPYTERHUB_CLIENT_ID"]
@@ -123,3 +123,34 @@ def test_report_folders_are_named_by_repository_and_tag(tmp_path):
     assert report.folder_for("gpuhub/pytorch-notebook-rl:2.6-cuda12.4-20261122.2", tmp_path) == (
         tmp_path / "pytorch-notebook-rl" / "2.6-cuda12.4-20261122.2"
     )
+
+
+def gate_with(*statuses, exit_code=1, output=""):
+    checks = [{"name": name, "status": status, "detail": f"{name} says\nsecond line"} for name, status in statuses]
+    ok = all(status != "FAIL" for _, status in statuses)
+    return verify.GateResult(ok, 0 if ok else exit_code, {"ok": ok, "checks": checks}, output, 1.0)
+
+
+def test_a_check_that_can_fail_by_chance_is_retried_once_and_recorded(monkeypatch):
+    runs = iter([gate_with(("ddp", "FAIL"), ("user_id", "PASS")), gate_with(("ddp", "PASS"), ("user_id", "PASS"))])
+    monkeypatch.setattr(verify, "run_gate", lambda *args: next(runs))
+    logged = []
+    gate = verify.validate(None, "img", NOTEBOOK, "2.13.0", log=logged.append)
+    assert gate.passed
+    assert gate.first_failure == "  ddp: ddp says\n    second line"
+    assert "the first run's ddp check failed by chance" in gate.summary
+    assert "runs once more" in logged[0]
+
+
+def test_other_failures_are_not_retried(monkeypatch):
+    runs = iter([gate_with(("ddp", "FAIL"), ("user_id", "FAIL")), gate_with(("ddp", "PASS"), ("user_id", "PASS"))])
+    monkeypatch.setattr(verify, "run_gate", lambda *args: next(runs))
+    gate = verify.validate(None, "img", NOTEBOOK, "2.13.0", log=print)
+    assert not gate.passed and gate.first_failure == ""
+
+
+def test_gate_failure_text_is_whole_lines():
+    broken = verify.GateResult(False, 2, None, "".join(f"line {i} " + "x" * 300 + "\n" for i in range(100)), 1)
+    text = verify.failure_text(broken)
+    assert text.splitlines()[0] == "  line 60 " + "x" * 300
+    assert text.splitlines()[-1] == "  line 99 " + "x" * 300
