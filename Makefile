@@ -51,7 +51,7 @@ engine:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 test-images: $(VENV)/.installed engine
-	DOCKER_HOST=$(TEST_DOCKER_HOST) PYTHON=$(PY) images/test-notebook/build.sh
+	DOCKER_HOST=$(TEST_DOCKER_HOST) $(VENV)/bin/gpuhub images build-test
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit tests/images -m "not image_build"

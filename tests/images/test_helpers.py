@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuhub.images import build, report, startup, verify, wheelhouse
+from gpuhub.images import recipe, report, startup, verify, wheelhouse
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "images" / "pytorch-notebook"
 
@@ -47,19 +47,19 @@ def recipe(tmp_path):
 def test_recipe_hash_covers_source_wheels_args_and_base(recipe):
     source, wheels = recipe
     args = {"BASE_IMAGE": "b:1", "CREATED": "2026-11-22T00:00:00Z"}
-    first = build.recipe_hash(source, wheels, args, "sha256:1")
+    first = recipe.recipe_hash(source, wheels, args, "sha256:1")
     # Volatile arguments (dates, tags, revisions) do not make a new image.
-    assert build.recipe_hash(source, wheels, {**args, "CREATED": "later", "IMAGE_VERSION": "x"}, "sha256:1") == first
-    assert build.recipe_hash(source, wheels, {**args, "BASE_IMAGE": "b:2"}, "sha256:1") != first
-    assert build.recipe_hash(source, wheels, args, "sha256:2") != first
+    assert recipe.recipe_hash(source, wheels, {**args, "CREATED": "later", "IMAGE_VERSION": "x"}, "sha256:1") == first
+    assert recipe.recipe_hash(source, wheels, {**args, "BASE_IMAGE": "b:2"}, "sha256:1") != first
+    assert recipe.recipe_hash(source, wheels, args, "sha256:2") != first
     (wheels / "requirements.txt").write_text("a==1\nb==2\n")
-    second = build.recipe_hash(source, wheels, args, "sha256:1")
+    second = recipe.recipe_hash(source, wheels, args, "sha256:1")
     assert second != first
     (wheels / "b-2-py3-none-any.whl").write_text("")
-    third = build.recipe_hash(source, wheels, args, "sha256:1")
+    third = recipe.recipe_hash(source, wheels, args, "sha256:1")
     assert third != second
     (source / "Dockerfile").write_text("FROM y\n")
-    assert build.recipe_hash(source, wheels, args, "sha256:1") != third
+    assert recipe.recipe_hash(source, wheels, args, "sha256:1") != third
 
 
 def test_gate_summary_counts_checks_and_gives_the_throughput():

@@ -23,6 +23,10 @@ VALID = {
         "packages": ["numpy==2.4.6"],
     },
     "stacks": {"rl": {"packages": ["gymnasium==1.4.0"], "imports": ["gymnasium"]}},
+    "test_notebook": {
+        "repository": "gpuhub/test-notebook", "debian_base": "gpuhub/debian-base:bookworm",
+        "python": "3.11", "glibc": "2.36", "packages": ["jupyterlab==4.6.6"],
+    },
 }
 
 
@@ -121,6 +125,10 @@ def test_unknown_names_list_the_known_ones():
         (("stacks", "rl", "packages"), ["torch==2.6.0"], r"a stack keeps the torch of its notebook image"),
         (("stacks", "rl", "imports"), ["gym nasium"], r"not a module name"),
         (("stacks", "RL"), {"packages": []}, r"stack names are lower-case"),
+        (("test_notebook",), DELETE, r"versions.toml: missing test_notebook"),
+        (("test_notebook", "repository"), "gpuhub/test-notebook:5", r"expected an image name without a tag"),
+        (("test_notebook", "packages"), ["jupyterhub==5.5.4"], r"must not list jupyterhub"),
+        (("test_notebook", "glibc"), "bookworm", r"glibc = 'bookworm'"),
     ],
 )
 def test_bad_files_are_refused_with_a_message_naming_the_key(path, value, message):
