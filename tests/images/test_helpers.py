@@ -32,7 +32,7 @@ def test_wheelhouse_keys_change_with_what_decides_the_content():
 
 
 @pytest.fixture
-def recipe(tmp_path):
+def recipe_inputs(tmp_path):
     source = tmp_path / "source"
     source.mkdir()
     (source / "Dockerfile").write_text("FROM x\n")
@@ -44,8 +44,8 @@ def recipe(tmp_path):
     return source, wheels
 
 
-def test_recipe_hash_covers_source_wheels_args_and_base(recipe):
-    source, wheels = recipe
+def test_recipe_hash_covers_source_wheels_args_and_base(recipe_inputs):
+    source, wheels = recipe_inputs
     args = {"BASE_IMAGE": "b:1", "CREATED": "2026-11-22T00:00:00Z"}
     first = recipe.recipe_hash(source, wheels, args, "sha256:1")
     # Volatile arguments (dates, tags, revisions) do not make a new image.
