@@ -64,7 +64,7 @@ def test_runs_as_jovyan_under_tini_with_nvidia_capabilities_only(built):
     assert config["Cmd"] == ["jupyterhub-singleuser"]
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
-    assert "NVIDIA_VISIBLE_DEVICES" not in env  # the spawner sets it (UUIDs, or void)
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "void"  # none unless asked for: the spawner sets UUIDs
 
 
 def test_tools_a_notebook_needs_are_there(built):
