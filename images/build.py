@@ -261,11 +261,7 @@ class Builder:
             output = CACHE / "logs" / f"gate-{image.patch}.log"
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(gate.output + "\n")
-            raise BuildError(
-                f"{image.ref} failed the validation gate. {kept}.\nFailed:\n{verify.failure_text(gate)}\n"
-                f"What to do: fix what the failed checks name (images/validate/README.md says what each one needs), "
-                f"then run the build again. The gate's whole output is in {output}."
-            )
+            raise BuildError(verify.failure_message(image.ref, kept, gate, output))
         try:
             image.startup_seconds = startup.measure_startup(self.docker, image.ref, image.record.get("jupyterhub", ""))
         except verify.VerifyError as e:

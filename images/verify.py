@@ -82,6 +82,15 @@ def validate(docker: Docker, image: str, gate_dir: Path, expect_torch: str, gpus
     return again
 
 
+def failure_message(image: str, kept: str, gate: GateResult, saved_output: Path) -> str:
+    """The whole message of a failed gate: what failed, in whole lines, then what to do."""
+    return (
+        f"{image} failed the validation gate. {kept}.\nFailed:\n{failure_text(gate)}\n"
+        "What to do: fix what the failed checks name (images/validate/README.md says what each one needs), "
+        f"then run the build again. The gate's whole output is in {saved_output}."
+    )
+
+
 def failure_text(gate: GateResult, lines: int = 40) -> str:
     """What failed, in whole lines: each failed check with its detail, or (when the gate
     printed no report) the last lines of its output."""

@@ -154,3 +154,14 @@ def test_gate_failure_text_is_whole_lines():
     text = verify.failure_text(broken)
     assert text.splitlines()[0] == "  line 60 " + "x" * 300
     assert text.splitlines()[-1] == "  line 99 " + "x" * 300
+
+
+def test_gate_failure_message_names_each_failure_whole_and_ends_with_what_to_do(tmp_path):
+    gate = gate_with(("ddp", "FAIL"), ("cudnn", "FAIL"), ("user_id", "PASS"))
+    message = verify.failure_message("repo:1-20261122", "repo:1 still points at the previous build", gate, tmp_path / "gate.log")
+    lines = message.splitlines()
+    assert lines[0] == "repo:1-20261122 failed the validation gate. repo:1 still points at the previous build."
+    assert lines[1:6] == ["Failed:", "  ddp: ddp says", "    second line", "  cudnn: cudnn says", "    second line"]
+    assert lines[-1].startswith("What to do: fix what the failed checks name")
+    assert lines[-1].endswith(f"The gate's whole output is in {tmp_path / 'gate.log'}.")
+    assert "not moved" not in message
