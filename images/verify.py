@@ -43,16 +43,13 @@ def run_gate(docker: Docker, image: str, gate_dir: Path, expect_torch: str, gpus
     gate = gate_dir / "gate.py"
     if not gate.is_file():
         raise VerifyError(f"the validation gate {gate} does not exist yet; an image cannot be released without it")
-    name = f"{CONTAINER_PREFIX}gate-{secrets.token_hex(4)}"
-    # No network: the gate needs none, and on a bridge without DNS every c10d connection
-    # to 127.0.0.1 waits on a reverse lookup (images/validate/README.md).
-    args = ["run", "--rm", "--name", name, "--network", "none", "--shm-size", "512m",
-            "-v", f"{gate_dir.resolve()}:{GATE_MOUNT}:ro"]
-    if gpus:
-        args += ["--gpus", gpus]
-    args += [image, GATE_PYTHON, f"{GATE_MOUNT}/gate.py", "--expect-torch", expect_torch, "--json"]
+    # No network (run_in_image): the gate needs none, and on a bridge without DNS a TCP
+    # connection to 127.0.0.1 waits on a reverse lookup (images/validate/README.md).
+    docker_args = ["--name", f"{CONTAINER_PREFIX}gate-{secrets.token_hex(4)}", "--shm-size", "512m",
+                   "-v", f"{gate_dir.resolve()}:{GATE_MOUNT}:ro", *(["--gpus", gpus] if gpus else [])]
+    command = [GATE_PYTHON, f"{GATE_MOUNT}/gate.py", "--expect-torch", expect_torch, "--json"]
     started = time.monotonic()
-    result = docker.call(args, timeout=timeout)
+    result = docker.run_in_image(image, command, docker_args, timeout=timeout)
     seconds = time.monotonic() - started
     report = _last_json(result.stdout)
     output = (result.stdout + result.stderr).strip()
