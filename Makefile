@@ -54,7 +54,7 @@ engine:
 # HUB_PY: the Python of the hub under test (its jupyterhub version tags the image).
 HUB_PY ?= $(PY)
 test-images: $(VENV)/.installed engine
-	DOCKER_HOST=$(TEST_DOCKER_HOST) PYTHON=$(HUB_PY) images/test-notebook/build.sh
+	DOCKER_HOST=$(TEST_DOCKER_HOST) HUB_PYTHON=$(HUB_PY) $(VENV)/bin/gpuhub images build-test
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit tests/images -m "not image_build"

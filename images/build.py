@@ -21,35 +21,19 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import report as reports
-from . import verify, versions, wheelhouse
+from . import startup, verify, versions, wheelhouse
 from .docker_cli import Docker
+from .recipe import (
+    CACHE, IMAGES, RECIPE_LABEL, REPO, BuildError, SetupError, build_image, ensure_debian_base, fill, git_revision,
+    hub_version, image_id, log, mb, recipe_hash, utc_now,
+)
 from .versions import Catalog, Stack, Variant
 
-IMAGES = Path(__file__).resolve().parent
-REPO = IMAGES.parent
-CACHE = REPO / ".cache" / "images"
-RECIPE_LABEL = "org.gpuhub.recipe-hash"
-# Build arguments that change with every build without changing the image's content.
-VOLATILE_ARGS = {"IMAGE_VERSION", "CREATED", "REVISION"}
-
-
-class BuildError(RuntimeError):
-    """A step failed; the message says which and what to do."""
-
-
-class SetupError(RuntimeError):
-    """The host is not set up for building (e.g. no hub Python); exit code 2."""
-
+__all__ = ["Builder", "BuildError", "Image", "Options", "SetupError"]
 
 @dataclass
 class Options:
@@ -101,10 +85,6 @@ class Image:
     @property
     def moving_ref(self) -> str:
         return f"{self.repository}:{self.line}"
-
-
-def log(message: str) -> None:
-    print(f"images: {message}", flush=True)
 
 
 class Builder:
@@ -167,44 +147,23 @@ class Builder:
         target = wheelhouse.Target(local.python, local.glibc)
         # gpuhub/debian-base with the notebook's apt tools added at debootstrap time, kept
         # apart from gpuhub/debian-base:bookworm (the test image's) with its own rootfs cache.
-        env = {
-            **os.environ,
-            "IMAGE": local.debian_base,
-            "BASE_PACKAGES": " ".join(self.catalog.apt_packages),
-            "BASE_CACHE_DIR": str(REPO / ".cache" / "base-tools"),
-        }
-        if self.options.fresh:
-            env["NO_CACHE"] = "1"  # re-debootstrap: today's Debian packages
-        log(f"making sure {local.debian_base} exists (images/base/build.sh with {env['BASE_PACKAGES']})")
-        result = subprocess.run([str(IMAGES / "base" / "build.sh")], env=env, capture_output=True, text=True)
-        output = (result.stderr + result.stdout).strip().splitlines()
-        if result.returncode != 0:
-            raise BuildError("images/base/build.sh failed:\n  " + "\n  ".join(output[-12:]))
-        if output:
-            log(output[-1].removeprefix("base/build.sh: "))
-        wheels = self.fill(wheelhouse.fill, [f"torch=={local.torch}", *local.packages], target)
+        ensure_debian_base(local.debian_base, self.catalog.apt_packages, REPO / ".cache" / "base-tools", self.options.fresh)
+        wheels = fill(wheelhouse.fill, [f"torch=={local.torch}", *local.packages], target)
         args = {"DEBIAN_BASE": local.debian_base, "TORCH_VERSION": local.torch}
-        recipe = recipe_hash(IMAGES / "pytorch-cpu-base", wheels, args, self.image_id(local.debian_base))
-        labels = self.docker.labels(local.base)
-        if labels.get(RECIPE_LABEL) == recipe and not self.options.fresh:
+        recipe = recipe_hash(IMAGES / "pytorch-cpu-base", wheels, args, image_id(self.docker, local.debian_base))
+        if self.docker.labels(local.base).get(RECIPE_LABEL) == recipe and not self.options.fresh:
             log(f"local base {local.base} is up to date")
         else:
             log(f"building the local base {local.base} (torch {local.torch})")
-            started = time.monotonic()
-            context = stage_context(IMAGES / "pytorch-cpu-base", wheels, "pytorch-cpu-base")
-            try:
-                self.docker.build(context, [local.base], args, {RECIPE_LABEL: recipe},
-                                  CACHE / "logs" / "pytorch-cpu-base.log", no_cache=self.options.fresh)
-            finally:
-                shutil.rmtree(context.parent, ignore_errors=True)
-            log(f"built {local.base} in {time.monotonic() - started:.0f}s")
+            seconds = build_image(self.docker, IMAGES / "pytorch-cpu-base", wheels, [local.base], args, recipe, self.options.fresh)
+            log(f"built {local.base} in {seconds:.0f}s")
         return Base("local", local.base, local.line, local.torch, "none", "none", local.python, target)
 
     # ---- step 2: images ---------------------------------------------------------
 
     def notebook_image(self, variant: Variant, base: Base, hub: str) -> Image:
         requirements = [f"jupyterhub=={hub}", *self.catalog.notebook_packages]
-        wheels = self.fill(wheelhouse.fill, requirements, base.target)
+        wheels = fill(wheelhouse.fill, requirements, base.target)
         repository = versions.repository()
         args = {
             "BASE_IMAGE": base.ref,
@@ -227,7 +186,7 @@ class Builder:
     def stack_image(self, stack: Stack, notebook: Image, base: Base) -> Image:
         source = IMAGES / "stacks"
         installed = image_packages(self.docker, notebook.ref)
-        wheels = self.fill(wheelhouse.fill_on_top, list(stack.packages), base.target, installed)
+        wheels = fill(wheelhouse.fill_on_top, list(stack.packages), base.target, installed)
         args = {
             "NOTEBOOK_IMAGE": notebook.ref,
             "STACK": stack.name,
@@ -240,7 +199,7 @@ class Builder:
 
     def build_or_reuse(self, source: Path, wheels: Path, args: dict[str, str], repository: str, line: str,
                        base_ref: str, expect_torch: str) -> Image:
-        recipe = recipe_hash(source, wheels, args, self.image_id(base_ref))
+        recipe = recipe_hash(source, wheels, args, image_id(self.docker, base_ref))
         existing = [] if self.options.fresh else self.docker.images_labelled(repository, RECIPE_LABEL, recipe)
         if existing:
             found = existing[0]
@@ -255,16 +214,9 @@ class Builder:
             ref = f"{repository}:{patch}"
             args = {**args, "IMAGE_VERSION": patch, "CREATED": utc_now(), "REVISION": git_revision()}
             log(f"building {ref} on {base_ref} (recipe {recipe})")
-            started = time.monotonic()
-            name = repository.rsplit("/", 1)[-1]
-            context = stage_context(source, wheels, name)
-            try:
-                self.docker.build(context, [ref], args, {RECIPE_LABEL: recipe}, CACHE / "logs" / f"{name}.log",
-                                  no_cache=self.options.fresh)
-            finally:
-                shutil.rmtree(context.parent, ignore_errors=True)
-            image = Image(repository, patch, line, self.image_id(ref), base_ref, expect_torch, built=True,
-                          build_seconds=time.monotonic() - started)
+            seconds = build_image(self.docker, source, wheels, [ref], args, recipe, self.options.fresh)
+            image = Image(repository, patch, line, image_id(self.docker, ref), base_ref, expect_torch, built=True,
+                          build_seconds=seconds)
         image.size = self.docker.inspect_image(image.ref)["Size"]
         image.base_size = self.docker.inspect_image(base_ref)["Size"]
         how = f"built in {image.build_seconds:.0f}s" if image.built else "cached"
@@ -293,24 +245,31 @@ class Builder:
 
     def finish(self, image: Image) -> None:
         gate_dir = IMAGES / "validate"
+        kept = f"{image.moving_ref} still points at the previous build, so users keep getting that one"
         gate = self.cached_gate(image, gate_dir)
         if gate is None:
             log(f"running the validation gate in {image.ref}")
             try:
-                gate = verify.run_gate(self.docker, image.ref, gate_dir, image.expect_torch, self.options.gpus)
+                gate = verify.validate(self.docker, image.ref, gate_dir, image.expect_torch, self.options.gpus, log=log)
             except verify.VerifyError as e:
-                raise BuildError(f"{e}; {image.moving_ref} not moved") from None
+                raise BuildError(f"{e}. {kept}.") from None
             if gate.passed:
                 self.remember_gate(image, gate_dir, gate)
         image.gate = gate
         log(gate.summary)
         if not gate.passed:
-            print(gate.output[-3000:], file=sys.stderr)
-            raise BuildError(f"{image.ref} failed validation; {image.moving_ref} not moved")
+            output = CACHE / "logs" / f"gate-{image.patch}.log"
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(gate.output + "\n")
+            raise BuildError(verify.failure_message(image.ref, kept, gate, output))
         try:
-            image.startup_seconds = verify.measure_startup(self.docker, image.ref, image.record.get("jupyterhub", ""))
+            image.startup_seconds = startup.measure_startup(self.docker, image.ref, image.record.get("jupyterhub", ""))
         except verify.VerifyError as e:
-            raise BuildError(f"{image.ref}: jupyterhub-singleuser did not start: {e}; {image.moving_ref} not moved") from None
+            raise BuildError(
+                f"{image.ref} did not start as a spawner starts it: {e}. {kept}.\n"
+                f"What to do: run the image by hand (docker run --rm -it {image.ref}) and read why "
+                "jupyterhub-singleuser stops, fix the image, then run the build again."
+            ) from None
         log(f"server ready {image.startup_seconds:.2f}s after docker run (jupyterhub-singleuser, /api answers)")
         self.write_report(image)
         self.docker.tag(image.ref, image.moving_ref)
@@ -330,14 +289,16 @@ class Builder:
             "added_over_base_bytes": image.size - image.base_size,
             "labels": self.docker.labels(image.ref),
             "record": image.record,
-            "gate": {"passed": image.gate.passed, "summary": image.gate.summary, "report": image.gate.report} if image.gate else None,
+            "gate": {"passed": image.gate.passed, "summary": image.gate.summary, "report": image.gate.report,
+                     "first_failure": image.gate.first_failure or None} if image.gate else None,
             "startup_seconds": image.startup_seconds,
         }
         report = reports.write(self.docker, image.ref, metadata)
         log(report.line())
         if self.options.require_report and report.vulnerabilities is None:
-            raise BuildError(f"release needs the vulnerability audit: {report.audit_note}; {image.moving_ref} not moved "
-                             "(--allow-unaudited moves it anyway)")
+            raise BuildError(f"a release needs the vulnerability audit, and it could not run: {report.audit_note}. "
+                             f"{image.moving_ref} still points at the previous build.\nWhat to do: run the release "
+                             "where PyPI's advisory data is reachable, or add --allow-unaudited to move the tag anyway.")
 
     def cached_gate(self, image: Image, gate_dir: Path) -> verify.GateResult | None:
         path = self._gate_cache(image, gate_dir)
@@ -355,92 +316,16 @@ class Builder:
             path.write_text(json.dumps({"report": gate.report, "output": gate.output, "seconds": gate.seconds}))
 
     def _gate_cache(self, image: Image, gate_dir: Path) -> Path | None:
-        gate = gate_dir / "gate.py"
-        if not gate.is_file():
+        scripts = sorted(gate_dir.glob("*.py"))
+        if not (gate_dir / "gate.py").is_file():
             return None
-        key = hashlib.sha256(gate.read_bytes() + image.image_id.encode() + (self.options.gpus or "").encode()).hexdigest()[:16]
+        digest = hashlib.sha256(image.image_id.encode() + (self.options.gpus or "").encode())
+        for script in scripts:
+            digest.update(script.name.encode() + b"\0" + script.read_bytes())
+        key = digest.hexdigest()[:16]
         return CACHE / "validated" / f"{key}.json"
-
-    # ---- helpers ---------------------------------------------------------------
-
-    def fill(self, how, *args) -> Path:
-        try:
-            return how(CACHE / "wheels", *args, log=log)
-        except wheelhouse.WheelhouseError as e:
-            raise BuildError(str(e)) from None
-
-    def image_id(self, ref: str) -> str:
-        info = self.docker.inspect_image(ref)
-        if info is None:
-            raise BuildError(f"image {ref} is not in the engine at {self.docker.engine}")
-        return info["Id"]
-
-
-def recipe_hash(source: Path, wheels: Path, args: dict[str, str], base_id: str) -> str:
-    """Everything that decides an image's content: its source folder, the wheels and
-    package lists, the build arguments (less the volatile ones), the base image id."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
-    for path in sorted(wheels.iterdir()):
-        if path.suffix == ".whl":
-            digest.update(path.name.encode() + b"\0")
-        elif path.suffix == ".txt":
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(json.dumps({k: v for k, v in sorted(args.items()) if k not in VOLATILE_ARGS}).encode())
-    digest.update(base_id.encode())
-    return digest.hexdigest()[:16]
-
-
-def stage_context(source: Path, wheels: Path, name: str) -> Path:
-    """A private build context (removed by build_in_context): the source folder plus
-    wheelhouse/ (hard links where possible)."""
-    (CACHE / "context").mkdir(parents=True, exist_ok=True)
-    context = Path(tempfile.mkdtemp(dir=CACHE / "context", prefix=f"{name}-")) / name
-    shutil.copytree(source, context, ignore=shutil.ignore_patterns("__pycache__"))
-    target = context / "wheelhouse"
-    target.mkdir()
-    for path in wheels.iterdir():
-        if path.suffix not in (".whl", ".txt"):
-            continue
-        try:
-            os.link(path, target / path.name)
-        except OSError:
-            shutil.copy2(path, target / path.name)
-    return context
-
 
 def image_packages(docker: Docker, ref: str) -> dict[str, str]:
     """name -> version of every Python package the image holds (its `python -m pip list`)."""
-    out = docker.run(["run", "--rm", "--network", "none", "--entrypoint", "", ref,
-                      "python", "-m", "pip", "list", "--format=json", "--disable-pip-version-check"], timeout=120)
+    out = docker.in_image(ref, ["python", "-m", "pip", "list", "--format=json", "--disable-pip-version-check"])
     return {item["name"]: item["version"] for item in json.loads(out)}
-
-
-def hub_version() -> str:
-    """The hub's jupyterhub version: $HUB_VERSION, else `import jupyterhub` in the hub's
-    Python ($HUB_PYTHON, else the repository's .venv, else this interpreter)."""
-    if os.environ.get("HUB_VERSION"):
-        return os.environ["HUB_VERSION"]
-    venv = REPO / ".venv" / "bin" / "python"
-    python = os.environ.get("HUB_PYTHON") or (str(venv) if venv.exists() else sys.executable)
-    result = subprocess.run([python, "-c", "import jupyterhub; print(jupyterhub.__version__)"], capture_output=True, text=True)
-    if result.returncode != 0 or not result.stdout.strip():
-        raise SetupError(f"{python} cannot import jupyterhub; run `make` to create .venv, or set HUB_PYTHON or HUB_VERSION")
-    return result.stdout.strip()
-
-
-def git_revision() -> str:
-    result = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
-    if result.returncode != 0:
-        return ""
-    dirty = subprocess.run(["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--", "images"], capture_output=True).returncode
-    return result.stdout.strip() + ("-dirty" if dirty else "")
-
-
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def mb(size: int) -> str:
-    return f"{size / 1e6:,.0f} MB"

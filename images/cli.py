@@ -2,6 +2,7 @@
 
     gpuhub images build [VARIANT] [--stack NAME] [--local | --official] [--gpus all] [--no-cache]
     gpuhub images release [VARIANT] [--stack NAME] [--local | --official] [--gpus all] [--allow-unaudited]
+    gpuhub images build-test [--no-cache]
     gpuhub images list
 
 Exit codes: 0 done; 1 a build, validation or report step failed; 2 bad input
@@ -16,6 +17,7 @@ import sys
 
 from . import versions
 from .build import Builder, BuildError, Options, SetupError
+from .test_notebook import build_test_notebook
 from .docker_cli import DockerError, DockerUnavailable
 from .verify import VerifyError
 from .wheelhouse import WheelhouseError
@@ -44,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     release.add_argument("--allow-unaudited", action="store_true",
                          help="move the moving tag even when pip-audit could not check the packages "
                               "(a host without PyPI's advisory data); the report says so")
+    build_test = commands.add_parser("build-test", help="build the integration tests' image ([test_notebook] in versions.toml)")
+    build_test.add_argument("--no-cache", action="store_true", help="build without the layer cache")
     commands.add_parser("list", help="show the variants, the local fallback and the stacks")
     return top
 
@@ -54,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         catalog = versions.load()
         if args.command == "list":
             return list_catalog(catalog)
+        if args.command == "build-test":
+            build_test_notebook(catalog.test_notebook, fresh=args.no_cache)
+            return 0
         # Names first, so bad input is answered without touching Docker.
         catalog.variant(args.variant)
         if args.stack:
@@ -93,4 +100,6 @@ def list_catalog(catalog: versions.Catalog) -> int:
           f"on {local.base} (from {local.debian_base})")
     for name, stack in catalog.stacks.items():
         print(f"stack {name}: {', '.join(stack.packages)}")
+    test = catalog.test_notebook
+    print(f"test image {test.repository}:<hub version>: {', '.join(test.packages)}, on {test.debian_base}")
     return 0

@@ -64,6 +64,29 @@ class Docker:
             raise DockerError(f"docker {' '.join(args[:4])} … failed: {' | '.join(tail)}")
         return result.stdout
 
+    def in_image(self, image: str, command: list[str], timeout: float = 120) -> str:
+        """Run command in a throwaway container of image (no network, no entrypoint: the
+        command alone, as the image's default user); return its stdout, DockerError on failure."""
+        result = self.run_in_image(image, command, entrypoint=command[0], timeout=timeout)
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            raise DockerError(f"{' '.join(command[:3])} … in {image} failed (exit {result.returncode}): {' | '.join(tail)}")
+        return result.stdout
+
+    def run_in_image(self, image: str, command: list[str], docker_args: list[str] = (), entrypoint: str | None = None,
+                     timeout: float | None = None) -> subprocess.CompletedProcess:
+        """`docker run --rm --network none [docker_args] image command`, whatever its exit code:
+        the one way the pipeline runs commands in images. entrypoint replaces the image's
+        (the command's own program, "" for none); None keeps it (tini in the notebook images)."""
+        args = ["run", "--rm", "--network", "none", *docker_args]
+        if entrypoint is not None:
+            args += ["--entrypoint", entrypoint]
+            command = command[1:] if entrypoint == command[0] else command
+        try:
+            return self.call([*args, image, *command], timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DockerError(f"{' '.join(command[:3])} … in {image} took longer than {timeout:.0f}s") from None
+
     def inspect_image(self, ref: str) -> dict | None:
         """`docker image inspect` as a dict, or None when the engine has no such image."""
         result = self.call(["image", "inspect", ref])
@@ -122,7 +145,6 @@ class Docker:
         labels: dict[str, str],
         log_path: Path,
         no_cache: bool = False,
-        pull: bool = False,
     ) -> None:
         """`docker build` with the legacy builder (no buildx needed, no BuildKit frontend to pull).
         The full output goes to log_path; DockerError carries its last lines."""
@@ -135,8 +157,6 @@ class Docker:
             args += ["--tag", tag]
         if no_cache:
             args.append("--no-cache")
-        if pull:
-            args.append("--pull")
         args.append(str(context))
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as log:

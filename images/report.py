@@ -29,10 +29,6 @@ from .docker_cli import Docker
 REPORTS = Path(__file__).resolve().parent / "reports"
 
 
-class ReportError(RuntimeError):
-    """The report could not be written completely; the message says what is missing."""
-
-
 @dataclass
 class Report:
     folder: Path
@@ -70,10 +66,9 @@ def write(docker: Docker, image_ref: str, metadata: dict, root: Path = REPORTS) 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "image.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
 
-    run = ["run", "--rm", "--network", "none", "--entrypoint", ""]
-    freeze = docker.run([*run, image_ref, "python", "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"], timeout=120)
+    freeze = docker.in_image(image_ref, ["python", "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"])
     (folder / "pip-freeze.txt").write_text(freeze)
-    dpkg = docker.run([*run, image_ref, "dpkg-query", "-W", "-f", "${Package}\t${Version}\n"], timeout=120)
+    dpkg = docker.in_image(image_ref, ["dpkg-query", "-W", "-f", "${Package}\t${Version}\n"])
     (folder / "dpkg.txt").write_text(dpkg)
     packages = [line for line in freeze.splitlines() if "==" in line]
 

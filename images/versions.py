@@ -72,12 +72,20 @@ class LocalBase:
     packages: tuple[str, ...]
 
     @property
-    def accelerator(self) -> str:
-        return "cpu"
-
-    @property
     def line(self) -> str:
         return line_tag(self.torch, "cpu")
+
+
+@dataclass(frozen=True)
+class TestNotebook:
+    """The small single-user image of the integration tests (no torch), tagged
+    <repository>:<the hub's jupyterhub version> and :latest."""
+
+    repository: str
+    debian_base: str
+    python: str
+    glibc: str
+    packages: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ class Catalog:
     variants: dict[str, Variant]
     local: LocalBase
     stacks: dict[str, Stack]
+    test_notebook: TestNotebook
 
     def variant(self, name: str | None = None) -> Variant:
         name = name or self.default
@@ -128,7 +137,7 @@ def load(path: Path = VERSIONS_FILE) -> Catalog:
 
 def parse(data: dict) -> Catalog:
     """Check the parsed TOML and turn it into a Catalog."""
-    _keys(data, "versions.toml", required={"default", "notebook", "variants", "local"}, optional={"stacks"})
+    _keys(data, "versions.toml", required={"default", "notebook", "variants", "local", "test_notebook"}, optional={"stacks"})
 
     notebook = _table(data, "notebook", "notebook")
     _keys(notebook, "[notebook]", required={"packages"}, optional={"apt_packages", "drop"})
@@ -156,7 +165,8 @@ def parse(data: dict) -> Catalog:
     local = _local(_table(data, "local", "local"))
     stacks_table = _table(data, "stacks", "stacks") if "stacks" in data else {}
     stacks = {name: _stack(name, _table(stacks_table, name, f"[stacks.{name}]")) for name in stacks_table}
-    return Catalog(default, notebook_packages, apt_packages, notebook_drop, variants, local, stacks)
+    test_notebook = _test_notebook(_table(data, "test_notebook", "test_notebook"))
+    return Catalog(default, notebook_packages, apt_packages, notebook_drop, variants, local, stacks, test_notebook)
 
 
 def line_tag(torch_version: str, accelerator: str) -> str:
@@ -229,6 +239,24 @@ def _local(table: dict) -> LocalBase:
         glibc=_matching(table, "glibc", _GLIBC, where, "the base's glibc like 2.36"),
         debian_base=_matching(table, "debian_base", _IMAGE_REF, where, "an image reference with a tag"),
         base=_matching(table, "base", _IMAGE_REF, where, "an image reference with a tag"),
+        packages=packages,
+    )
+
+
+def _test_notebook(table: dict) -> TestNotebook:
+    where = "[test_notebook]"
+    _keys(table, where, required={"repository", "debian_base", "python", "glibc", "packages"})
+    repository = table["repository"]
+    if not isinstance(repository, str) or ":" in repository or not _IMAGE_REF.match(f"{repository}:x"):
+        raise VersionsError(f"{where}.repository = {repository!r}: expected an image name without a tag, like gpuhub/test-notebook")
+    packages = _pinned_list(table, "packages", where)
+    if any(_project(p) == "jupyterhub" for p in packages):
+        raise VersionsError(f"{where}.packages must not list jupyterhub: the image always gets the hub's own version")
+    return TestNotebook(
+        repository=repository,
+        debian_base=_matching(table, "debian_base", _IMAGE_REF, where, "an image reference with a tag"),
+        python=_matching(table, "python", _PYTHON, where, "major.minor like 3.11"),
+        glibc=_matching(table, "glibc", _GLIBC, where, "the base's glibc like 2.36"),
         packages=packages,
     )
 

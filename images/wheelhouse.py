@@ -110,10 +110,6 @@ def fill_on_top(root: Path, requirements: list[str], target: Target, installed: 
     return folder
 
 
-def wheels(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.whl"))
-
-
 def _write_lists(folder: Path, requirements: list[str], pins: dict[str, str]) -> None:
     (folder / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
     (folder / "constraints.txt").write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items())))

@@ -11,7 +11,7 @@ import pytest
 
 from gpuhub.images import versions
 from gpuhub.images.docker_cli import Docker
-from gpuhub.images.verify import singleuser_env, stand_in_hub
+from gpuhub.images.startup import check_network, singleuser_env, stand_in_hub
 from tests.images.conftest import PREFIX, REPO, run_build
 
 pytestmark = pytest.mark.image_build
@@ -64,7 +64,7 @@ def test_runs_as_jovyan_under_tini_with_nvidia_capabilities_only(built):
     assert config["Cmd"] == ["jupyterhub-singleuser"]
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
-    assert "NVIDIA_VISIBLE_DEVICES" not in env  # the spawner sets it (UUIDs, or void)
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "void"  # none unless asked for: the spawner sets UUIDs
 
 
 def test_tools_a_notebook_needs_are_there(built):
@@ -85,17 +85,17 @@ def test_no_package_caches_or_wheels_are_left(built):
 def test_healthcheck_turns_healthy(built, monkeypatch):
     name = f"{PREFIX}health"
     monkeypatch.setenv("DOCKER_HOST", built.env["DOCKER_HOST"])
-    with stand_in_hub(Docker(), hub_version()) as hub_api_url:
-        check_health(built, name, singleuser_env(hub_api_url))
+    with check_network(Docker()) as (network, gateway), stand_in_hub(gateway, hub_version()) as hub_api_url:
+        check_health(built, name, network, singleuser_env(hub_api_url))
 
 
-def check_health(built, name, environment):
+def check_health(built, name, network, environment):
     env_args = [arg for key, value in environment.items() for arg in ("-e", f"{key}={value}")]
     healthcheck = json.loads(built.docker("image", "inspect", "-f", "{{json .Config.Healthcheck}}", NOTEBOOK))
     assert healthcheck["Test"] == ["CMD", "/opt/notebook/bin/python", "/usr/local/bin/gpuhub-healthcheck"]
     assert healthcheck["Interval"] == 15e9 and healthcheck["StartPeriod"] == 60e9
     # The image's own check, probed every second instead of every 15 s to keep the test short.
-    built.docker("run", "-d", "--name", name, "--health-interval", "1s", *env_args, NOTEBOOK)
+    built.docker("run", "-d", "--name", name, "--network", network, "--health-interval", "1s", *env_args, NOTEBOOK)
     try:
         deadline = time.monotonic() + 60
         status = ""

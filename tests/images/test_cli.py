@@ -27,7 +27,7 @@ def one_error_line(result):
 
 def test_unknown_variant_lists_the_known_ones():
     line = one_error_line(images("build", "9.9-cuda1.0"))
-    assert line == "images: error: unknown variant '9.9-cuda1.0'; known variants: 2.6-cuda12.4, 2.7-cuda12.8"
+    assert line == "images: error: unknown variant '9.9-cuda1.0'; known variants: 2.6-cuda12.4, 2.9-cuda12.8, 2.15-cuda13.2"
 
 
 def test_unknown_stack_lists_the_known_ones():

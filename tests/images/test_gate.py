@@ -2,7 +2,7 @@
 
 Only the CPU path can run here (the test engine has no GPUs): the CUDA checks
 must say they were skipped. The GPU path is the manual check in
-images/validate/README.md. Containers are named gpuhubimg-gate-test-*, run with
+images/validate/README.md. Containers are named <GPUHUB_TEST_PREFIX>-img-gate-*, run with
 --rm, and leftovers are removed before and after this module.
 """
 
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.images.conftest import TEST_PREFIX
+
 REPO = Path(__file__).resolve().parents[2]
 VALIDATE = REPO / "images" / "validate"
-# Not just gpuhubimg-gate-: `gpuhub images build` names its own gate containers so.
-PREFIX = "gpuhubimg-gate-test-"
+PREFIX = f"{TEST_PREFIX}-img-gate-"
 PYTHON = "/opt/conda/bin/python"
 CUDA_CHECKS = ("cuda_devices", "cuda_matmul", "cudnn")
 ALL_CHECKS = (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuhub.images import build, report, verify, wheelhouse
+from gpuhub.images import recipe, report, startup, verify, wheelhouse
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "images" / "pytorch-notebook"
 
@@ -32,7 +32,7 @@ def test_wheelhouse_keys_change_with_what_decides_the_content():
 
 
 @pytest.fixture
-def recipe(tmp_path):
+def recipe_inputs(tmp_path):
     source = tmp_path / "source"
     source.mkdir()
     (source / "Dockerfile").write_text("FROM x\n")
@@ -44,22 +44,22 @@ def recipe(tmp_path):
     return source, wheels
 
 
-def test_recipe_hash_covers_source_wheels_args_and_base(recipe):
-    source, wheels = recipe
+def test_recipe_hash_covers_source_wheels_args_and_base(recipe_inputs):
+    source, wheels = recipe_inputs
     args = {"BASE_IMAGE": "b:1", "CREATED": "2026-11-22T00:00:00Z"}
-    first = build.recipe_hash(source, wheels, args, "sha256:1")
+    first = recipe.recipe_hash(source, wheels, args, "sha256:1")
     # Volatile arguments (dates, tags, revisions) do not make a new image.
-    assert build.recipe_hash(source, wheels, {**args, "CREATED": "later", "IMAGE_VERSION": "x"}, "sha256:1") == first
-    assert build.recipe_hash(source, wheels, {**args, "BASE_IMAGE": "b:2"}, "sha256:1") != first
-    assert build.recipe_hash(source, wheels, args, "sha256:2") != first
+    assert recipe.recipe_hash(source, wheels, {**args, "CREATED": "later", "IMAGE_VERSION": "x"}, "sha256:1") == first
+    assert recipe.recipe_hash(source, wheels, {**args, "BASE_IMAGE": "b:2"}, "sha256:1") != first
+    assert recipe.recipe_hash(source, wheels, args, "sha256:2") != first
     (wheels / "requirements.txt").write_text("a==1\nb==2\n")
-    second = build.recipe_hash(source, wheels, args, "sha256:1")
+    second = recipe.recipe_hash(source, wheels, args, "sha256:1")
     assert second != first
     (wheels / "b-2-py3-none-any.whl").write_text("")
-    third = build.recipe_hash(source, wheels, args, "sha256:1")
+    third = recipe.recipe_hash(source, wheels, args, "sha256:1")
     assert third != second
     (source / "Dockerfile").write_text("FROM y\n")
-    assert build.recipe_hash(source, wheels, args, "sha256:1") != third
+    assert recipe.recipe_hash(source, wheels, args, "sha256:1") != third
 
 
 def test_gate_summary_counts_checks_and_gives_the_throughput():
@@ -111,7 +111,7 @@ def test_healthcheck_url_follows_the_hub_environment(healthcheck, monkeypatch):
 
 
 def test_singleuser_env_is_what_jupyterhub_singleuser_needs():
-    env = verify.singleuser_env("http://172.31.240.1:4242/hub/api")
+    env = startup.singleuser_env("http://172.31.240.1:4242/hub/api")
     assert env["JUPYTERHUB_SERVICE_URL"] == "http://0.0.0.0:8888/user/gpuhubimg/"
     assert env["JUPYTERHUB_SERVICE_PREFIX"] == "/user/gpuhubimg/"
     assert env["JUPYTERHUB_API_TOKEN"] and env["JUPYTERHUB_CLIENT_ID"]
@@ -123,3 +123,45 @@ def test_report_folders_are_named_by_repository_and_tag(tmp_path):
     assert report.folder_for("gpuhub/pytorch-notebook-rl:2.6-cuda12.4-20261122.2", tmp_path) == (
         tmp_path / "pytorch-notebook-rl" / "2.6-cuda12.4-20261122.2"
     )
+
+
+def gate_with(*statuses, exit_code=1, output=""):
+    checks = [{"name": name, "status": status, "detail": f"{name} says\nsecond line"} for name, status in statuses]
+    ok = all(status != "FAIL" for _, status in statuses)
+    return verify.GateResult(ok, 0 if ok else exit_code, {"ok": ok, "checks": checks}, output, 1.0)
+
+
+def test_a_check_that_can_fail_by_chance_is_retried_once_and_recorded(monkeypatch):
+    runs = iter([gate_with(("ddp", "FAIL"), ("user_id", "PASS")), gate_with(("ddp", "PASS"), ("user_id", "PASS"))])
+    monkeypatch.setattr(verify, "run_gate", lambda *args: next(runs))
+    logged = []
+    gate = verify.validate(None, "img", NOTEBOOK, "2.13.0", log=logged.append)
+    assert gate.passed
+    assert gate.first_failure == "  ddp: ddp says\n    second line"
+    assert "the first run's ddp check failed by chance" in gate.summary
+    assert "runs once more" in logged[0]
+
+
+def test_other_failures_are_not_retried(monkeypatch):
+    runs = iter([gate_with(("ddp", "FAIL"), ("user_id", "FAIL")), gate_with(("ddp", "PASS"), ("user_id", "PASS"))])
+    monkeypatch.setattr(verify, "run_gate", lambda *args: next(runs))
+    gate = verify.validate(None, "img", NOTEBOOK, "2.13.0", log=print)
+    assert not gate.passed and gate.first_failure == ""
+
+
+def test_gate_failure_text_is_whole_lines():
+    broken = verify.GateResult(False, 2, None, "".join(f"line {i} " + "x" * 300 + "\n" for i in range(100)), 1)
+    text = verify.failure_text(broken)
+    assert text.splitlines()[0] == "  line 60 " + "x" * 300
+    assert text.splitlines()[-1] == "  line 99 " + "x" * 300
+
+
+def test_gate_failure_message_names_each_failure_whole_and_ends_with_what_to_do(tmp_path):
+    gate = gate_with(("ddp", "FAIL"), ("cudnn", "FAIL"), ("user_id", "PASS"))
+    message = verify.failure_message("repo:1-20261122", "repo:1 still points at the previous build", gate, tmp_path / "gate.log")
+    lines = message.splitlines()
+    assert lines[0] == "repo:1-20261122 failed the validation gate. repo:1 still points at the previous build."
+    assert lines[1:6] == ["Failed:", "  ddp: ddp says", "    second line", "  cudnn: cudnn says", "    second line"]
+    assert lines[-1].startswith("What to do: fix what the failed checks name")
+    assert lines[-1].endswith(f"The gate's whole output is in {tmp_path / 'gate.log'}.")
+    assert "not moved" not in message

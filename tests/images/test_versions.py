@@ -23,6 +23,10 @@ VALID = {
         "packages": ["numpy==2.4.6"],
     },
     "stacks": {"rl": {"packages": ["gymnasium==1.4.0"], "imports": ["gymnasium"]}},
+    "test_notebook": {
+        "repository": "gpuhub/test-notebook", "debian_base": "gpuhub/debian-base:bookworm",
+        "python": "3.11", "glibc": "2.36", "packages": ["jupyterlab==4.6.6"],
+    },
 }
 
 
@@ -53,6 +57,17 @@ def test_the_repository_file_is_valid():
     for variant in catalog.variants.values():
         assert variant.base.startswith("pytorch/pytorch:")
         assert f"{variant.torch}-cuda{variant.cuda}-cudnn" in variant.base
+
+
+def test_lines_follow_what_users_run_today():
+    """POLICY.md: the default line and the two newest, each on its official runtime base."""
+    catalog = versions.load()
+    assert set(catalog.variants) == {"2.6-cuda12.4", "2.9-cuda12.8", "2.15-cuda13.2"}
+    assert catalog.default == "2.6-cuda12.4"
+    for name, variant in catalog.variants.items():
+        assert variant.base == f"pytorch/pytorch:{variant.torch}-cuda{variant.cuda}-cudnn9-runtime", name
+        assert variant.cudnn.startswith("9."), name
+        assert name == line_tag(variant.torch, f"cuda{variant.cuda}")
 
 
 def test_stacks_share_one_dockerfile_that_names_no_stack():
@@ -110,6 +125,10 @@ def test_unknown_names_list_the_known_ones():
         (("stacks", "rl", "packages"), ["torch==2.6.0"], r"a stack keeps the torch of its notebook image"),
         (("stacks", "rl", "imports"), ["gym nasium"], r"not a module name"),
         (("stacks", "RL"), {"packages": []}, r"stack names are lower-case"),
+        (("test_notebook",), DELETE, r"versions.toml: missing test_notebook"),
+        (("test_notebook", "repository"), "gpuhub/test-notebook:5", r"expected an image name without a tag"),
+        (("test_notebook", "packages"), ["jupyterhub==5.5.4"], r"must not list jupyterhub"),
+        (("test_notebook", "glibc"), "bookworm", r"glibc = 'bookworm'"),
     ],
 )
 def test_bad_files_are_refused_with_a_message_naming_the_key(path, value, message):

@@ -33,7 +33,7 @@ CONFIG_FILE="$RUN_DIR/daemon.json"
 DOCKER_HOST_URL="unix://$SOCK"
 # Own bridge for the default "bridge" network (the system dockerd owns docker0).
 BRIDGE="${GPUHUB_TEST_BRIDGE:-gpuhub-test0}"
-BRIDGE_CIDR="${GPUHUB_TEST_BRIDGE_CIDR:-172.31.240.1/24}"
+BRIDGE_CIDR="${GPUHUB_TEST_BRIDGE_CIDR-172.31.240.1/24}"
 # All private-engine networks live in this range: the default bridge above,
 # networks created without --subnet (the pool, /24 each, away from the system
 # dockerd's usual 172.17-172.30 picks), and the tests' 172.31.250.0/24.
@@ -92,7 +92,14 @@ ensure_bridge() {
         log "creating bridge $BRIDGE ($BRIDGE_CIDR)"
         ip link add name "$BRIDGE" type bridge
     fi
-    if ! ip -4 addr show dev "$BRIDGE" | grep -q "inet ${BRIDGE_CIDR%%/*}/"; then
+    # An empty GPUHUB_TEST_BRIDGE_CIDR makes an engine whose default network reports no
+    # gateway (only a Subnet, as Debian's docker.io 20.10 does on some hosts): with no
+    # address on the bridge and no saved network state, dockerd picks the subnet itself
+    # and records no gateway. tests/images/conftest.py (NoGatewayEngine) uses it.
+    if [ -z "$BRIDGE_CIDR" ]; then
+        ip -4 addr flush dev "$BRIDGE"  # the address the previous dockerd gave it
+        rm -f "$DATA_ROOT/network/files/local-kv.db"  # its saved networks (images are kept)
+    elif ! ip -4 addr show dev "$BRIDGE" | grep -q "inet ${BRIDGE_CIDR%%/*}/"; then
         ip addr add "$BRIDGE_CIDR" dev "$BRIDGE"
     fi
     ip link set "$BRIDGE" up
