@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from jupyterhub.app import JupyterHub
+from jupyterhub.proxy import ConfigurableHTTPProxy
 
 from gpuhub.hub.auth.native import NATIVE_PAGE, NATIVE_TEMPLATE_ROOT, NativeAccounts
 from gpuhub.hub.auth.oauth import OAUTH_KINDS, OAuthSettingsError, oauth_config
@@ -73,13 +74,14 @@ c.JupyterHub.cleanup_servers = False  # servers (and their GPUs) outlive a hub r
 c.GPUDockerSpawner.image = "gpuhub/pytorch-notebook:2.6-cuda12.4"
 c.GPUDockerSpawner.network_name = network
 c.GPUDockerSpawner.mem_limit = "16G"
-c.GPUDockerSpawner.cpu_limit = 4
+c.GPUDockerSpawner.cpu_limit = min(4, os.cpu_count() or 1)  # Docker refuses more than the host has
 c.GPUDockerSpawner.default_url = "/lab"
 c.GPUDockerSpawner.start_timeout = 300  # a first start may pull a large image
 
 # ---- environment variables: each sets its trait only when set (config/README.md) ----
 settings_from_environment(c, {
     "GPUHUB_BIND_URL": (JupyterHub, "bind_url"),
+    "GPUHUB_PROXY_API_URL": (ConfigurableHTTPProxy, "api_url"),
     "GPUHUB_IMAGE": (GPUDockerSpawner, "image"),
     "GPUHUB_PREFIX": (GPUDockerSpawner, "prefix"),
     "GPUHUB_GPU_QUOTA": (GPUDockerSpawner, "gpu_quota"),

@@ -70,22 +70,15 @@ def make_up(built, no_gateway_engine, engine_env, tmp_path):
     """`make up` against the no-gateway engine; yields (hub URL, process, log path)."""
     local = CATALOG.local
     no_gateway_engine.copy_images(engine_env, local.debian_base, local.base, NOTEBOOK)
-    config_d = tmp_path / "config.d"
-    config_d.mkdir()
-    # The proxy's API port is no GPUHUB_* variable: a site file sets it, as an admin would.
-    (config_d / "10-test-ports.py").write_text(f"c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{free_port()}'\n")
     port = free_port()
     env = {
         **no_gateway_engine.env,
         "GPUHUB_STATE_DIR": str(tmp_path / "state"),
         "GPUHUB_BIND_URL": f"http://127.0.0.1:{port}",
         "GPUHUB_HUB_PORT": str(free_port()),
+        "GPUHUB_PROXY_API_URL": f"http://127.0.0.1:{free_port()}",
         "GPUHUB_USAGE_PORT": str(free_port()),
         "GPUHUB_NETWORK": f"{TEST_PREFIX}-first-run-{secrets.token_hex(3)}",
-        "GPUHUB_CONFIG_D": str(config_d),
-        # The default (4 CPUs) is more than a 2-core test host has: Docker refuses it.
-        "GPUHUB_CPU_LIMIT": "1",
-        "GPUHUB_MEM_LIMIT": "2G",
     }
     env.pop("GPUHUB_IMAGE", None)
     log = tmp_path / "make-up.log"
