@@ -24,7 +24,7 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.traitlets import ByteSpecification
 from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Float, Int, List, Unicode, default, observe
+from traitlets import Dict, Float, Int, List, Unicode, default, observe
 from traitlets.config import Application, Config
 
 from gpuhub.hub.environment import settings_from_environment
@@ -152,6 +152,16 @@ class GpuUsageApp(Application):
         """,
     ).tag(config=True)
 
+    hub_template_vars = Dict(
+        Unicode(),
+        help="""The hub's ``c.JupyterHub.template_vars`` (text values): its page.html may
+        read them (gpuhub's extends NativeAuthenticator's page through one).
+        ``configure_gpu_usage`` passes the hub's.
+
+        c.GpuUsageApp.hub_template_vars = {"gpuhub_parent_page": "nativeauthenticator/templates/page.html"}
+        """,
+    ).tag(config=True)
+
     # Set by the hub for its managed services.
     service_name = Unicode()
     prefix = Unicode()
@@ -224,7 +234,9 @@ class GpuUsageApp(Application):
             PrefixLoader({"templates": FileSystemLoader([STOCK_TEMPLATES])}, "/"),
             FileSystemLoader([*self.hub_template_paths, STOCK_TEMPLATES]),
         ])
-        return Environment(loader=loader, autoescape=select_autoescape())
+        environment = Environment(loader=loader, autoescape=select_autoescape())
+        environment.globals.update(self.hub_template_vars)  # as the hub does with template_vars
+        return environment
 
     def make_app(self) -> web.Application:
         prefix = self.prefix

@@ -110,7 +110,8 @@ class PageHandler(UsageHandler):
         return {
             "base_url": hub_prefix,
             "prefix": self.usage.base_url,
-            "user": SimpleNamespace(name=user["name"], json_escaped_name=script_string(user["name"]))
+            "user": SimpleNamespace(name=user["name"], json_escaped_name=script_string(user["name"]),
+                                    admin=bool(user.get("admin")))
             if user else None,
             "login_url": url_path_join(hub_prefix, "login"),
             "logout_url": url_path_join(hub_prefix, "logout"),

@@ -56,6 +56,8 @@ def configure_gpu_usage(c: Config, *, state_dir, port: int | str, environ=None) 
         f"--GpuUsageApp.state_dir={state_dir}",
         f"--GpuUsageApp.metrics_token_file={token_file}",
         *(f"--GpuUsageApp.hub_template_paths={path}" for path in template_paths),
+        *(f"--GpuUsageApp.hub_template_vars={name}={value}"
+          for name, value in current(hub, "template_vars", {}).items() if isinstance(value, str)),
     ]
     busy_memory = current(c.GPUDockerSpawner, "busy_memory_threshold", None)
     if busy_memory is not None:  # the same rule for "free" as the spawner's

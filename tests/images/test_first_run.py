@@ -34,19 +34,16 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def sign_up_and_log_in(url, name="admin", password="gpuhub-First-run-1"):
-    """The first admin signs up through NativeAuthenticator's page and logs in (as
-    tests/integration/hubrig.py Hub.login does). Returns a browser-like session."""
+def log_in_as_admin(url, state_dir, name="admin"):
+    """The admin logs in as README.md says after `make up`: with the password the
+    hub generated at its first start (<state dir>/admin_passwords/<name>).
+    Returns a browser-like session."""
+    password = (state_dir / "admin_passwords" / name).read_text().strip()
     session = requests.Session()
-    session.get(f"{url}/hub/signup", timeout=30)
-
-    def post(path, fields):
-        return session.post(f"{url}{path}", data={**fields, "_xsrf": session.cookies.get("_xsrf", "")},
-                            allow_redirects=False, timeout=60)
-
-    signup = post("/hub/signup", {"username": name, "signup_password": password, "signup_password_confirmation": password})
-    assert signup.status_code == 200, signup.text
-    login = post("/hub/login", {"username": name, "password": password})
+    session.get(f"{url}/hub/login", timeout=30)  # the _xsrf cookie
+    login = session.post(f"{url}/hub/login", data={"username": name, "password": password,
+                                                   "_xsrf": session.cookies.get("_xsrf", "")},
+                         allow_redirects=False, timeout=60)
     assert login.status_code == 302, login.text
     return session
 
@@ -98,13 +95,14 @@ def make_up(built, no_gateway_engine, engine_env, tmp_path):
         print(f"----- make up -----\n{log.read_text()[-4000:]}")
 
 
-def test_make_up_reaches_a_login_page_and_a_spawned_server(make_up):
+def test_make_up_reaches_a_login_page_and_a_spawned_server(make_up, tmp_path):
     url, process, log = make_up
     wait_for("login page", lambda: requests.get(f"{url}/hub/login", timeout=5).status_code == 200, UP_TIMEOUT, process, log)
     output = log.read_text()
     assert "server ready" in output and "after docker run" in output, output  # the start-up check ran here
 
-    session = sign_up_and_log_in(url)
+    assert "admin_passwords/admin" in output  # the log says where the admin's password is
+    session = log_in_as_admin(url, tmp_path / "state")
     xsrf = {"X-XSRFToken": session.cookies.get("_xsrf", "")}
     spawn = session.post(f"{url}/hub/api/users/admin/server", json={}, headers=xsrf, timeout=60)
     assert spawn.status_code in (201, 202), spawn.text

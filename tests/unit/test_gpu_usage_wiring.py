@@ -50,6 +50,7 @@ def site_config() -> Config:
     c.JupyterHub.services.append({"name": "site-service", "api_token": "x" * 32})  # lazily, as sites do
     c.JupyterHub.load_roles.append({"name": "site-role", "scopes": ["read:users"], "services": ["site-service"]})
     c.JupyterHub.template_paths = ["/etc/site/templates"]
+    c.JupyterHub.template_vars = {"gpuhub_parent_page": "nativeauthenticator/templates/page.html", "none": None}
     c.GPUDockerSpawner.busy_memory_threshold = "512M"
     return c
 
@@ -81,6 +82,7 @@ def test_the_service_wiring_is_one_call_that_keeps_what_sites_set(tmp_path):
     assert app.state_dir == str(tmp_path) and app.metrics_token_file == str(token)
     assert app.busy_memory_threshold == 512 * 2**20  # the spawner's "free", not the default
     assert app.hub_template_paths == ["/etc/site/templates", HUB_TEMPLATES]
+    assert app.hub_template_vars == {"gpuhub_parent_page": "nativeauthenticator/templates/page.html"}
 
 
 def test_without_a_site_threshold_the_service_uses_the_one_default(tmp_path):
