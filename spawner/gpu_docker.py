@@ -15,6 +15,7 @@ import copy
 import inspect
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import docker.errors
 from dockerspawner import DockerSpawner
@@ -314,7 +315,7 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
             self.extra_host_config = configured_host
 
     def docker(self, method, *args, **kwargs):
-        if method == "create_container" and kwargs.get("name") == self.object_name:
+        if method == "create_container":
             # workaround for DockerSpawner.create_object, which has no hook between
             # rendering its templates and sending the request
             kwargs = self._final_create_kwargs(kwargs)
@@ -382,8 +383,10 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         if await self.get_object():
             await self.remove_object()  # a kept container (remove = False) pins the volume
         templates = user_volumes.per_user_templates({**self.volumes, **self.read_only_volumes})
+        # the archive copy is the hub's own short-lived container, not a server:
+        # it skips the server's labels and checks (it runs as root, see user_volumes)
         await user_volumes.dispose(
-            self.docker, [self.format_volume_name(t, self) for t in templates],
+            partial(DockerSpawner.docker, self), [self.format_volume_name(t, self) for t in templates],
             archive=self.deleted_user_volumes == "archive", prefix=self.prefix,
             hub=self.hub_id, user=self.user.name, escaped_user=self.escaped_name,
             image=self.image, log=self.log,

@@ -125,3 +125,15 @@ def test_only_volumes_named_after_the_user_are_the_users():
     when = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
     assert user_volumes.archive_names("gh", "ann", 1, when) == ["gh-archive-ann-20261122T153000Z"]
     assert user_volumes.archive_names("gh", "ann", 2, when)[1] == "gh-archive-ann-20261122T153000Z-2"
+
+
+def test_every_container_the_spawner_creates_is_checked():
+    """An admin's extra_create_kwargs={"name": …} must not route around the check."""
+    from gpuhub.spawner.gpu_docker import GPUDockerSpawner
+    from tests.unit.test_spawner_config import make_spawner
+
+    spawner = make_spawner(image="img")
+    assert isinstance(spawner, GPUDockerSpawner)
+    with pytest.raises(hardening.UnsafeSettings, match="Privileged"):
+        spawner.docker("create_container", **{**create_request(raw_host_config={"Privileged": True}),
+                                              "name": "not-the-servers-name"})
