@@ -8,7 +8,7 @@ strings are the reference (``GPUDockerSpawner.class_print_help()``).
 from __future__ import annotations
 
 from jupyterhub.traitlets import ByteSpecification
-from traitlets import CaselessStrEnum, Float, Int, List, Unicode, default
+from traitlets import CaselessStrEnum, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 from .gpu_status import DEFAULT_BUSY_MEMORY
@@ -179,6 +179,16 @@ class GPUSettings(Configurable):
             c.GPUDockerSpawner.image_registries = ["registry.example.org"]
         """,
     )
+
+    @validate("image_registries")
+    def _validate_image_registries(self, proposal):
+        for registry in proposal.value:
+            if not registry or "/" in registry or registry != registry.strip():
+                raise TraitError(
+                    f"image_registries lists registry hosts such as 'registry.example.org' or "
+                    f"'127.0.0.1:5000' (no scheme, no path), got {registry!r}."
+                )
+        return proposal.value
 
     deleted_user_volumes = CaselessStrEnum(
         ["archive", "remove"],

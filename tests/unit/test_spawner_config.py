@@ -34,6 +34,7 @@ def test_defaults_suit_a_gpu_hub():
         ({"volumes": {"/var/run/docker.sock": "/var/run/docker.sock"}}, "must not mount the Docker socket"),
         ({"read_only_volumes": {"/run/docker.sock": "/d.sock"}}, "must not mount the Docker socket"),
         ({"volumes": {"/var/run": "/host-run"}}, "must not mount the Docker socket"),
+        ({"image_registries": ["https://registry.example.org"]}, "no scheme, no path"),
         ({"container_user": "0:0"}, "non-root uid"),
         ({"container_user": "root"}, "non-root uid"),
         ({"gpu_quota": -1}, "gpu_quota"),
