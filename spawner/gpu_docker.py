@@ -375,8 +375,9 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         """The user is deleted: archive or remove the volumes named after them
         (``deleted_user_volumes``), so a new user of the same name starts empty.
 
-        Runs for the default server only: the default volumes are the user's,
-        shared by their named servers, and must outlive a deleted named server.
+        Runs for the default server only, which JupyterHub keeps for every user
+        and deletes with the user: the volumes are the user's, shared by their
+        named servers, and must outlive a deleted named server.
         """
         if self.name:
             return
