@@ -3,15 +3,17 @@
 DockerSpawner builds the container from its own traits plus
 ``extra_create_kwargs`` / ``extra_host_config``; the pieces here are merged
 on top of whatever the admin configured there, so GPU assignment and
-hardening cannot be switched off by accident.
+hardening cannot be switched off by accident. What would weaken the container
+on purpose (privileged, added capabilities, the Docker socket, host
+namespaces) is not overwritten here but refused by ``hardening.py``, which
+sees the final create request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-NO_NEW_PRIVILEGES = "no-new-privileges:true"
-DOCKER_SOCKET = "docker.sock"
+from .hardening import NO_NEW_PRIVILEGES
 
 
 def gpu_environment(uuids: Sequence[str]) -> dict[str, str]:
@@ -37,23 +39,17 @@ def required_host_config(
 ) -> dict:
     """The admin's ``extra_host_config`` with GPU devices, limits and hardening on top.
 
-    Never privileged, no new privileges, no capabilities; the admin's other
-    ``security_opt`` entries and ``cap_drop`` entries are kept.
+    No new privileges, all capabilities dropped; the admin's other
+    ``security_opt`` entries are kept. ``privileged`` and ``cap_add`` are left
+    as configured so that the check before create refuses them, naming them.
     """
     configured = dict(configured or {})
     security_opt = [opt for opt in configured.get("security_opt") or [] if opt != NO_NEW_PRIVILEGES]
     host_config = configured | {
-        "privileged": False,
         "security_opt": security_opt + [NO_NEW_PRIVILEGES],
         "cap_drop": ["ALL"],
         "shm_size": shm_size,
         "pids_limit": pids_limit,
         "device_requests": device_requests(uuids),
     }
-    host_config.pop("cap_add", None)
     return host_config
-
-
-def mounts_docker_socket(sources: Sequence[str]) -> bool:
-    """True when any bind source would hand the container the Docker socket."""
-    return any(DOCKER_SOCKET in str(source) for source in sources)

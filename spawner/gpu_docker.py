@@ -4,21 +4,26 @@ Traits and lifecycle only; the pieces live beside it: ``pool.py`` owns the
 GPUs (inventory, claim table, engine record, reconcile), ``container_spec.py``
 builds the Docker settings, ``labels.py`` is the label contract,
 ``options.py`` checks what users ask for, ``templates/options_form.html`` is
-the spawn form.
+the spawn form, ``hardening.py`` checks the final create request,
+``image_source.py`` says which images may be pulled, ``user_volumes.py``
+archives a deleted user's volumes.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
+import docker.errors
 from dockerspawner import DockerSpawner
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader
 from tornado import web
 from traitlets import Int, List, TraitError, Unicode, default, validate
 
-from . import container_spec, labels
+from . import container_spec, hardening, image_source, labels, user_volumes
 from .allocator import NotEnoughGPUs, ServerKey
 from .options import GPULimit, InvalidOptions, form_to_options, parse_request
 from .pool import ClaimConflict, GPUPool
@@ -94,17 +99,17 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
 
     @validate("volumes", "read_only_volumes")
     def _validate_no_docker_socket(self, proposal):
-        if container_spec.mounts_docker_socket(list(proposal.value)):
+        if any(hardening.exposes_docker_socket(source) for source in proposal.value):
             raise TraitError(
                 f"{proposal.trait.name} must not mount the Docker socket: "
-                "it would give every user root on the host."
+                "it would give every user root on the host (the socket, or a folder "
+                "above it such as /var/run, /run or /)."
             )
         return proposal.value
 
     @validate("container_user")
     def _validate_container_user(self, proposal):
-        uid = proposal.value.split(":", 1)[0]
-        if uid in ("", "0", "root"):
+        if hardening.is_root_user(proposal.value):
             raise TraitError(
                 f"container_user must be a non-root uid such as '1000', got {proposal.value!r}."
             )
@@ -113,6 +118,7 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
     # ---- state ---------------------------------------------------------
     gpu_uuids = List(Unicode(), help="UUIDs of the devices this server holds (state).")
     gpu_request = Int(0, help="How many GPUs the current start asked for.")
+    image_digest = Unicode("", help="The image the current start runs: repo digest or image ID.")
     _starting = False
     _values_before_overrides: dict = {}
 
@@ -298,8 +304,7 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
     async def _create_container(self) -> dict:
         # workaround for DockerSpawner.create_object, which reads these traits
         # and has no parameter for the GPU- and hardening pieces
-        configured_create, configured_host = self.extra_create_kwargs, self.extra_host_config
-        self.extra_create_kwargs = await self._with_required_create_kwargs(configured_create)
+        configured_host = self.extra_host_config
         self.extra_host_config = container_spec.required_host_config(
             self.gpu_uuids, self.shm_size, self.pids_limit, await self._evaluate(configured_host)
         )
@@ -307,7 +312,33 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
             await self._ensure_labelled_volumes()
             return await super().create_object()
         finally:
-            self.extra_create_kwargs, self.extra_host_config = configured_create, configured_host
+            self.extra_host_config = configured_host
+
+    def docker(self, method, *args, **kwargs):
+        if method == "create_container":
+            # workaround for DockerSpawner.create_object, which has no hook between
+            # rendering its templates and sending the request
+            kwargs = self._final_create_kwargs(kwargs)
+        return super().docker(method, *args, **kwargs)
+
+    def _final_create_kwargs(self, create_kwargs: dict) -> dict:
+        """The create request with gpuhub's user and labels, checked whole.
+
+        Labels and user go on after DockerSpawner's ``str.format`` rendering:
+        names are data, a user named ``{raw_servername}alice`` is not a template.
+        """
+        create_kwargs = dict(create_kwargs)
+        create_kwargs["user"] = self.container_user
+        create_kwargs["labels"] = {
+            **(create_kwargs.get("labels") or {}),
+            **labels.labels(self.hub_id, self.user.name, self.name, self.gpu_uuids),
+            labels.IMAGE_LABEL: self.image_digest,
+        }
+        hardening.enforce(
+            create_kwargs, hardening.sockets_for(os.environ.get("DOCKER_HOST")), self.log,
+            self._log_name, overridden=set(self._values_before_overrides) - {"image"},
+        )
+        return create_kwargs
 
     async def _ensure_labelled_volumes(self):
         """Create this server's named volumes with the hub's labels (the engine
@@ -326,14 +357,41 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
             value = await value
         return dict(value or {})
 
-    async def _with_required_create_kwargs(self, configured) -> dict:
-        create_kwargs = await self._evaluate(configured)
-        create_kwargs["user"] = self.container_user
-        create_kwargs["labels"] = {
-            **(create_kwargs.get("labels") or {}),
-            **labels.labels(self.hub_id, self.user.name, self.name, self.gpu_uuids),
-        }
-        return create_kwargs
+    async def pull_image(self, image):
+        """Pull only from ``image_registries``; any other image must be on the host.
+        Records and logs the image (digest) this start runs."""
+        if image_source.may_pull(image, self.image_registries):
+            await super().pull_image(image)
+        try:
+            inspected = await self.docker("inspect_image", image)
+        except docker.errors.NotFound:
+            message = image_source.missing_message(image, self.image_registries)
+            self.log.error("Not starting %s: %s", self._log_name, message)
+            raise image_source.ImageNotAvailable(message) from None
+        self.image_digest = image_source.digest_of(inspected)
+        self.log.info("%s runs image %s: %s", self._log_name, image, self.image_digest)
+
+    async def delete_forever(self):
+        """The user is deleted: archive or remove the volumes named after them
+        (``deleted_user_volumes``), so a new user of the same name starts empty.
+
+        Runs for the default server only, which JupyterHub keeps for every user
+        and deletes with the user: the volumes are the user's, shared by their
+        named servers, and must outlive a deleted named server.
+        """
+        if self.name:
+            return
+        if await self.get_object():
+            await self.remove_object()  # a kept container (remove = False) pins the volume
+        templates = user_volumes.per_user_templates({**self.volumes, **self.read_only_volumes})
+        # the archive copy is the hub's own short-lived container, not a server:
+        # it skips the server's labels and checks (it runs as root, see user_volumes)
+        await user_volumes.dispose(
+            partial(DockerSpawner.docker, self), [self.format_volume_name(t, self) for t in templates],
+            archive=self.deleted_user_volumes == "archive", prefix=self.prefix,
+            hub=self.hub_id, user=self.user.name, escaped_user=self.escaped_name,
+            image=self.image, log=self.log,
+        )
 
     def get_env(self):
         env = super().get_env()

@@ -14,6 +14,7 @@ GPU_LABEL = "gpuhub.gpus"  # comma-separated device UUIDs
 USER_LABEL = "gpuhub.user"
 SERVER_LABEL = "gpuhub.server"  # "" for a user's default server
 HUB_LABEL = "gpuhub.hub"  # the hub's identity (its prefix)
+IMAGE_LABEL = "gpuhub.image"  # the image the server runs: repo digest or image ID
 
 
 def labels(hub: str, user: str, server: str, uuids: Sequence[str]) -> dict[str, str]:

@@ -8,7 +8,7 @@ strings are the reference (``GPUDockerSpawner.class_print_help()``).
 from __future__ import annotations
 
 from jupyterhub.traitlets import ByteSpecification
-from traitlets import Float, Int, List, Unicode, default
+from traitlets import CaselessStrEnum, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 from .gpu_status import DEFAULT_BUSY_MEMORY
@@ -163,3 +163,45 @@ class GPUSettings(Configurable):
         """,
     )
 
+
+    image_registries = List(
+        Unicode(),
+        config=True,
+        help="""Registries images may be pulled from; every other image must be on the host.
+
+        The default image names Docker Hub's ``gpuhub`` namespace, which this
+        project does not own: pulling it would run a stranger's image. So by
+        default nothing is pulled, and a missing image is a spawn error saying
+        how to build it (``make up`` / ``gpuhub images build``). Images of a
+        listed registry are pulled as ``pull_policy`` says. "docker.io" allows
+        Docker Hub. Default: []::
+
+            c.GPUDockerSpawner.image_registries = ["registry.example.org"]
+        """,
+    )
+
+    @validate("image_registries")
+    def _validate_image_registries(self, proposal):
+        for registry in proposal.value:
+            if not registry or "/" in registry or registry != registry.strip():
+                raise TraitError(
+                    f"image_registries lists registry hosts such as 'registry.example.org' or "
+                    f"'127.0.0.1:5000' (no scheme, no path), got {registry!r}."
+                )
+        return proposal.value
+
+    deleted_user_volumes = CaselessStrEnum(
+        ["archive", "remove"],
+        default_value="archive",
+        config=True,
+        help="""What happens to a user's volumes when the user is deleted in the hub.
+
+        Volumes are named after the user: kept as they are, a new user of the
+        same name would inherit the files. "archive" copies each into a volume
+        named ``{prefix}-archive-{username}-{UTC time}`` (labelled with the hub
+        and the former user) and removes the original; "remove" deletes them.
+        Default: "archive"::
+
+            c.GPUDockerSpawner.deleted_user_volumes = "remove"
+        """,
+    )

@@ -39,6 +39,7 @@ def servers_from_containers(containers: list[dict], name_prefix: str = "") -> tu
                 server=labels.get(gpu_labels.SERVER_LABEL, ""),
                 gpus=gpu_labels.gpus_from_labels(labels),
                 created=float(container.get("Created") or 0),
+                image=labels.get(gpu_labels.IMAGE_LABEL) or container.get("ImageID", ""),
             )
         )
     return tuple(servers)

@@ -20,6 +20,7 @@ class Server:
     server: str  # "" for the default server
     gpus: tuple[str, ...]
     created: float  # epoch seconds: when it got its GPUs
+    image: str = ""  # the image it runs: repo digest or image ID (labels.IMAGE_LABEL)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,11 @@ def all_gpus(sample: Sample, history: History, since: float, idle_flag: float,
             {"gpu_index": d.gpu.index, "uuid": d.gpu.uuid, "pid": p.pid, "used_memory": p.used_memory}
             for d, p in sample.outside_processes
         ],
+        # which image each server runs, so an admin sees what code holds the GPUs
+        "servers": [
+            {"user": s.user, "server": s.server, "gpus": len(s.gpus), "image": s.image}
+            for s in sorted(sample.servers, key=lambda s: (s.user, s.server))
+        ],
         "users": [
             {"user": u, "gpus_held": sum(len(s.gpus) for s in sample.servers_of(u)),
              "gpu_hours_this_week": round(hours_week.get(u, 0.0), 4),

@@ -86,3 +86,20 @@ def test_free_means_what_the_spawner_means():
         totals = data["totals"]
         assert [totals[k] for k in ("free", "held", "busy", "unhealthy")] == [
             expected.count(k) for k in ("free", "held", "busy", "unhealthy")]
+
+
+def test_the_all_gpus_view_names_each_servers_image():
+    from gpuhub.hub.gpu_usage.sampler import servers_from_containers
+
+    containers = [{"Id": ANN, "Names": ["/gpuhub-ann"], "ImageID": "sha256:1", "Labels": {
+        "gpuhub.user": "ann", "gpuhub.server": "", "gpuhub.gpus": "GPU-0",
+        "gpuhub.image": "gpuhub/pytorch-notebook@sha256:2"}},
+        {"Id": BOB, "Names": ["/gpuhub-bob"], "ImageID": "sha256:3",  # made before the label
+         "Labels": {"gpuhub.user": "bob", "gpuhub.gpus": ""}}]
+    tracker = Tracker()
+    tracker.update(100, Inventory(gpus=()), servers_from_containers(containers), {})
+    data = views.all_gpus(tracker.latest, tracker.history, 0, 1800, {}, {})
+    assert data["servers"] == [
+        {"user": "ann", "server": "", "gpus": 1, "image": "gpuhub/pytorch-notebook@sha256:2"},
+        {"user": "bob", "server": "", "gpus": 0, "image": "sha256:3"},
+    ]

@@ -33,6 +33,8 @@ def test_defaults_suit_a_gpu_hub():
         ({"allowed_images": "*"}, "users must never run arbitrary images"),
         ({"volumes": {"/var/run/docker.sock": "/var/run/docker.sock"}}, "must not mount the Docker socket"),
         ({"read_only_volumes": {"/run/docker.sock": "/d.sock"}}, "must not mount the Docker socket"),
+        ({"volumes": {"/var/run": "/host-run"}}, "must not mount the Docker socket"),
+        ({"image_registries": ["https://registry.example.org"]}, "no scheme, no path"),
         ({"container_user": "0:0"}, "non-root uid"),
         ({"container_user": "root"}, "non-root uid"),
         ({"gpu_quota": -1}, "gpu_quota"),
