@@ -76,7 +76,7 @@ c.GPUDockerSpawner.network_name = network
 c.GPUDockerSpawner.mem_limit = "16G"
 c.GPUDockerSpawner.cpu_limit = min(4, os.cpu_count() or 1)  # Docker refuses more than the host has
 c.GPUDockerSpawner.default_url = "/lab"
-c.GPUDockerSpawner.start_timeout = 300  # a first start may pull a large image
+c.GPUDockerSpawner.start_timeout = 300  # a notebook image may take long to start on a busy host
 
 # ---- environment variables: each sets its trait only when set (config/README.md) ----
 settings_from_environment(c, {

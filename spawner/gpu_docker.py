@@ -19,12 +19,12 @@ from functools import partial
 
 import docker.errors
 from dockerspawner import DockerSpawner
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader
 from tornado import web
 from traitlets import Int, List, TraitError, Unicode, default, validate
 
 from . import container_spec, hardening, image_source, labels, user_volumes
 from .allocator import NotEnoughGPUs, ServerKey
+from .form import render_form
 from .options import GPULimit, InvalidOptions, form_to_options, parse_request
 from .pool import ClaimConflict, GPUPool
 from .settings import GPUSettings
@@ -206,17 +206,14 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
     def options_from_query(self, query_data):
         # JupyterHub starts a server from GET /hub/spawn?gpus=4 query arguments:
         # a link on any site would make a logged-in user hold GPUs. GET shows the form.
-        raise web.HTTPError(
-            400, "A link cannot start a server: choose the options below and press Start."
-        )
+        raise UserMistake(400, "A link cannot start a server: choose the options below and press Start.")
 
     async def render_options_form(self) -> str:
         await self.apply_group_overrides()
         free, inventory = await self.pool.free_count(self.busy_memory_threshold)
         names = sorted({gpu.name for gpu in inventory.healthy if gpu.name})
-        return _templates(tuple(self.options_form_template_paths)).get_template(
-            "options_form.html"
-        ).render(
+        return render_form(
+            self.options_form_template_paths,
             quota=self.gpu_quota,
             offered=self._gpu_limit(inventory).most if inventory.nvml_available else 0,
             default_gpus=self._default_gpu_count(inventory),
@@ -409,17 +406,3 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
     async def stop(self, now=False):
         await super().stop(now=now)
         self._release_gpus()
-
-
-_environments: dict[tuple[str, ...], Environment] = {}
-
-
-def _templates(extra_paths: tuple[str, ...]) -> Environment:
-    if extra_paths not in _environments:
-        _environments[extra_paths] = Environment(
-            loader=ChoiceLoader(
-                [FileSystemLoader(list(extra_paths)), PackageLoader("gpuhub.spawner", "templates")]
-            ),
-            autoescape=True,
-        )
-    return _environments[extra_paths]

@@ -7,7 +7,6 @@ check runs in a fresh interpreter with LD_LIBRARY_PATH / FAKE_NVML_STATE set.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
