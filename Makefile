@@ -12,7 +12,7 @@ TEST_DOCKER_HOST := unix:///run/gpuhub-test/docker.sock
 
 help:
 	@echo "make up     run the hub on this host (jupyterhub -f config/jupyterhub_config.py)"
-	@echo "make test   install test needs and run unit + integration tests"
+	@echo "make test   install test needs and run every test (JupyterHub 5 and 6)"
 	@echo "make test-jh6  login, spawn and options tests against JupyterHub 6 (.venv-jh6)"
 	@echo "make bench  spawn benchmark: GPUDockerSpawner vs stock DockerSpawner"
 
@@ -62,8 +62,11 @@ unit: $(VENV)/.installed
 integration: $(VENV)/.installed node_modules/.installed test-images /usr/bin/chromium
 	$(PY) -m pytest tests/integration
 
+# Everything: the whole suite on the hub's JupyterHub (5.x), then the login,
+# spawn and options tests again on JupyterHub 6 (test-jh6).
 test: $(VENV)/.installed node_modules/.installed test-images /usr/bin/chromium
 	$(PY) -m pytest tests
+	$(MAKE) test-jh6
 
 # JupyterHub 6: a second venv from constraints-jh6.txt, its own test notebook
 # image (gpuhub/test-notebook:<6.x>), and the hub's login, spawn and options tests.
