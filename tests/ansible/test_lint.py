@@ -45,3 +45,15 @@ def test_lint_catches_a_bare_module_name(tmp_path):
         bad.unlink()
     assert result.returncode != 0
     assert "fqcn" in result.stdout + result.stderr
+
+
+def test_every_role_setting_is_documented_in_group_vars():
+    """group_vars/gpuhub_servers.yml lists every variable of every role's defaults."""
+    import re
+
+    documented = (ANSIBLE_DIR / "group_vars" / "gpuhub_servers.yml").read_text()
+    defaults = sorted(ANSIBLE_DIR.glob("roles/*/defaults/main.yml"))
+    assert len(defaults) == 5
+    for path in defaults:
+        for name in re.findall(r"^([a-z_]+):", path.read_text(), re.M):
+            assert re.search(rf"^# {name}:", documented, re.M), f"{name} ({path}) is not in group_vars"
