@@ -125,6 +125,28 @@ def wait_ready(deployed, token, user, timeout=240):
     return wait_for(ready, f"{user}'s server to be ready", timeout=timeout)
 
 
+PROCESSES = """
+import pathlib
+for p in pathlib.Path("/proc").glob("[0-9]*"):
+    try:
+        print(p.name, p.joinpath("cmdline").read_bytes().replace(b"\\0", b" ").decode())
+    except OSError:
+        pass
+"""
+
+
+def processes(target) -> dict[str, str]:
+    """PID -> command line, in the target (minbase has no ps)."""
+    lines = target.exec("python3", "-c", PROCESSES).stdout.splitlines()
+    return dict((line.split(" ", 1) + [""])[:2] for line in lines)
+
+
+def hub_children(target) -> set[str]:
+    """PIDs of configurable-http-proxy and the gpu-usage service."""
+    return {pid for pid, args in processes(target).items()
+            if "configurable-http-proxy" in args or "gpuhub.hub.gpu_usage" in args}
+
+
 def test_first_converge_deploys_everything_and_skips_the_gpu_role(deployed):
     output = deployed["first"].output
     # The GPU role said why it did nothing on this GPU-less target.
@@ -144,6 +166,14 @@ def test_first_converge_deploys_everything_and_skips_the_gpu_role(deployed):
                         f"/srv/gpuhub/admin_passwords/{ADMIN}", "/srv/gpuhub").stdout.split("\n")
     assert modes[:3] == ["root 600 /etc/gpuhub/gpuhub.env", f"gpuhub 600 /srv/gpuhub/admin_passwords/{ADMIN}",
                          "gpuhub 700 /srv/gpuhub"]
+    # The hub runs unprivileged and hardened, its children in its cgroup.
+    shown = dict(line.split("=", 1) for line in target.exec(
+        "systemctl", "show", "gpuhub", "-p", "User,NoNewPrivileges,ProtectSystem,ProtectHome,PrivateTmp,KillMode,"
+        "ReadWritePaths,ExecStartPre").stdout.splitlines())
+    assert shown["User"] == "gpuhub" and shown["NoNewPrivileges"] == "yes"
+    assert (shown["ProtectSystem"], shown["ProtectHome"], shown["PrivateTmp"]) == ("strict", "yes", "yes")
+    assert shown["KillMode"] == "control-group" and shown["ReadWritePaths"] == "/srv/gpuhub"
+    assert "upgrade-db" in shown["ExecStartPre"]
     # The fence is in place in the target's own iptables.
     assert target.exec("/opt/gpuhub/venv/bin/gpuhub", "fence", "check", check=False).returncode == 0
 
@@ -193,8 +223,12 @@ def test_second_converge_changes_nothing(deployed):
 def test_hub_restart_keeps_the_server_and_its_gpu(deployed):
     token, target = deployed["token"], deployed["target"]
     before = target.exec("systemctl", "show", "-p", "MainPID", "gpuhub").stdout
+    children = hub_children(target)
+    assert len(children) == 2, children  # configurable-http-proxy and the gpu-usage service
     target.exec("systemctl", "restart", "gpuhub")
     assert target.exec("systemctl", "show", "-p", "MainPID", "gpuhub").stdout != before
+    # KillMode: the old proxy and service stopped with the old hub.
+    assert not children & set(processes(target))
     wait_for(lambda: api(deployed, token, "GET", "/").status_code == 200, "the hub after its restart", timeout=120)
     wait_ready(deployed, token, ADMIN, timeout=60)
     container = nested_container(deployed, ADMIN)
