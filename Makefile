@@ -8,11 +8,12 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 # The tests' private Docker engine (tests/rig/engine.sh); `make up` uses the host's.
 TEST_DOCKER_HOST := unix:///run/gpuhub-test/docker.sock
 
-.PHONY: up test test-jh6 unit integration images test-images engine bench clean help
+.PHONY: up test test-jh6 unit integration ansible-test images test-images engine bench clean help
 
 help:
 	@echo "make up     run the hub on this host (jupyterhub -f config/jupyterhub_config.py)"
-	@echo "make test   install test needs and run every test (JupyterHub 5 and 6)"
+	@echo "make test   install test needs and run every test (JupyterHub 5 and 6, Ansible)"
+	@echo "make ansible-test  lint the Ansible roles, and converge them on a fresh Debian target"
 	@echo "make test-jh6  login, spawn and options tests against JupyterHub 6 (.venv-jh6)"
 	@echo "make bench  spawn benchmark: GPUDockerSpawner vs stock DockerSpawner"
 
@@ -42,6 +43,23 @@ up: $(VENV)/.installed node_modules/.installed images
 		$(VENV)/bin/jupyterhub -f config/jupyterhub_config.py
 
 # ---- make test -----------------------------------------------------------
+# Ansible and its linters (ansible/requirements.txt) for tests/ansible; the
+# converge test's target is made with debootstrap.
+VENV_ANSIBLE := .venv-ansible
+$(VENV_ANSIBLE)/.installed: ansible/requirements.txt
+	$(PYTHON) -m venv $(VENV_ANSIBLE)
+	$(VENV_ANSIBLE)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_ANSIBLE)/bin/python -m pip install --quiet -r ansible/requirements.txt
+	touch $@
+
+/usr/sbin/debootstrap:
+	[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		|| { echo "debootstrap is missing: install it (Debian/Ubuntu: apt-get install debootstrap)"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+
+ansible-test: $(VENV)/.installed $(VENV_ANSIBLE)/.installed test-images /usr/sbin/debootstrap
+	$(PY) -m pytest tests/ansible
+
 engine:
 	tests/rig/engine.sh start
 
@@ -62,9 +80,9 @@ unit: $(VENV)/.installed
 integration: $(VENV)/.installed node_modules/.installed test-images /usr/bin/chromium
 	$(PY) -m pytest tests/integration
 
-# Everything: the whole suite on the hub's JupyterHub (5.x), then the login,
-# spawn and options tests again on JupyterHub 6 (test-jh6).
-test: $(VENV)/.installed node_modules/.installed test-images /usr/bin/chromium
+# Everything: the whole suite on the hub's JupyterHub (5.x; tests/ansible too),
+# then the login, spawn and options tests again on JupyterHub 6 (test-jh6).
+test: $(VENV)/.installed $(VENV_ANSIBLE)/.installed node_modules/.installed test-images /usr/bin/chromium /usr/sbin/debootstrap
 	$(PY) -m pytest tests
 	$(MAKE) test-jh6
 
@@ -87,4 +105,4 @@ bench: $(VENV)/.installed node_modules/.installed test-images
 	PYTHONPATH=$(CURDIR) DOCKER_HOST=$(TEST_DOCKER_HOST) $(PY) benchmarks/spawn.py
 
 clean:
-	rm -rf $(VENV) $(VENV_JH6) node_modules .pytest_cache
+	rm -rf $(VENV) $(VENV_JH6) $(VENV_ANSIBLE) node_modules .pytest_cache
