@@ -14,10 +14,14 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+import docker
 import docker.errors
+import docker.tls
+from docker.utils import kwargs_from_env
 from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Int, List, TraitError, Unicode, default, validate
@@ -29,6 +33,8 @@ from .options import GPULimit, InvalidOptions, form_to_options, parse_request
 from .pool import ClaimConflict, GPUPool
 from .settings import GPUSettings
 from .user_errors import UserMistake, log_user_mistakes_once
+
+_thread_clients = threading.local()  # one Docker API client per thread (see client)
 
 # How often a start may lose a GPU to another hub on the same engine (both
 # chose it at the same moment) and choose again before giving up.
@@ -55,6 +61,25 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         return cls._docker_executor
 
     _docker_executor: ThreadPoolExecutor | None = None
+
+    @property
+    def client(self):
+        # workaround for DockerSpawner.client, one client for the whole hub: docker-py's
+        # APIClient is not safe to share between threads (hubs crashed with SIGSEGV
+        # when the Docker threads shared one), so each thread has its own.
+        client = getattr(_thread_clients, "client", None)
+        if client is None:
+            client = _thread_clients.client = self._new_client()
+        return client
+
+    def _new_client(self) -> docker.APIClient:
+        """A Docker API client as DockerSpawner makes it (environment, TLS, client_kwargs)."""
+        kwargs = {"version": "auto"}
+        if self.tls_config:
+            kwargs["tls"] = docker.tls.TLSConfig(**self.tls_config)
+        kwargs.update(kwargs_from_env())
+        kwargs.update(self.client_kwargs)
+        return docker.APIClient(**kwargs)
 
     # ---- DockerSpawner defaults that suit a GPU hub --------------------
     @default("remove")
@@ -145,7 +170,7 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
             cls._pool = GPUPool(
                 hub_id=self.hub_id,
                 prefix=self.prefix,
-                docker_client=self.client,
+                docker_client=self._new_client(),  # for the pool's own thread
                 log=self.log,
                 reconcile_interval=self.reconcile_interval,
                 remove_forgotten=self.remove,

@@ -134,6 +134,7 @@ class Hub:
             GPUHUB_USAGE_PORT=str(self.usage_port),
             GPUHUB_SERVICE_ENV="FAKE_NVML_STATE",  # the fake GPUs reach the gpu-usage service
             GPUHUB_ADMIN="admin",
+            PYTHONFAULTHANDLER="1",  # a crash of the hub prints its Python stack in its log
             PATH=f"{REPO / 'node_modules' / '.bin'}:{Path(sys.executable).parent}:{env['PATH']}",
         )
         env.update(self.extra_env)
