@@ -27,6 +27,8 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import docker.errors
+
 from . import engine, labels
 from .allocator import GPUAllocator, NotEnoughGPUs, ServerKey
 from .gpu_status import Status
@@ -153,7 +155,9 @@ class GPUPool:
         if not rivals:
             return
         created = await self._run(self._created, [mine.id, *(r.id for r in rivals)])
-        first = min([mine, *rivals], key=lambda c: (created[c.id], c.id))
+        # a rival that lost to another and removed itself meanwhile is no rival
+        contenders = [c for c in (mine, *rivals) if c.id in created]
+        first = min(contenders, key=lambda c: (created[c.id], c.id))
         if first is not mine:
             raise ClaimConflict(
                 f"GPU(s) {','.join(set(mine.gpus) & set(first.gpus))} of {key} were taken "
@@ -161,8 +165,14 @@ class GPUPool:
             )
 
     def _created(self, ids: list[str]) -> dict[str, str]:
-        """Container creation times with nanoseconds, comparable as strings."""
-        return {cid: _sortable_time(self._client.inspect_container(cid)["Created"]) for cid in ids}
+        """Creation times with nanoseconds, comparable as strings, of the containers still there."""
+        created = {}
+        for cid in ids:
+            try:
+                created[cid] = _sortable_time(self._client.inspect_container(cid)["Created"])
+            except docker.errors.NotFound:
+                continue
+        return created
 
     async def remove_container(self, container_id: str) -> None:
         await self._run(lambda: self._client.remove_container(container_id, force=True))
