@@ -353,7 +353,11 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         create_kwargs["user"] = self.container_user
         create_kwargs["labels"] = {
             **(create_kwargs.get("labels") or {}),
-            **labels.labels(self.hub_id, self.user.name, self.name, self.gpu_uuids),
+            **labels.labels(
+                self.hub_id, self.user.name, self.name, self.gpu_uuids, share=self.gpu_share,
+                lease=self.gpu_lease if self.gpu_uuids else 0,
+                idle_timeout=self.gpu_idle_timeout if self.gpu_uuids else 0,
+            ),
             labels.IMAGE_LABEL: self.image_digest,
         }
         hardening.enforce(

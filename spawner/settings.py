@@ -205,3 +205,88 @@ class GPUSettings(Configurable):
             c.GPUDockerSpawner.deleted_user_volumes = "remove"
         """,
     )
+
+    # ---- fair access (issue 10): the queue, sharing, models, reclaim ----
+    gpu_share = Int(
+        1,
+        min=1,
+        config=True,
+        help="""Servers that may share one GPU (time-slicing); 1 means exclusive.
+
+        Only servers with the same ``gpu_share`` share a GPU: an exclusive
+        server never lands on a shared GPU, nor a shared one on an exclusive
+        GPU. Memory is not partitioned between sharers (``gpu_memory_fraction``
+        is advisory). Per group with the group property ``gpu_share`` or
+        ``group_overrides``. Default: 1 (``GPUHUB_GPU_SHARE``)::
+
+            c.GPUDockerSpawner.gpu_share = 4
+        """,
+    )
+
+    gpu_models = List(
+        Unicode(),
+        config=True,
+        help="""GPU models users may ask for (``{"gpu_model": "A100"}``); [] allows every model.
+
+        A model matches a GPU whose NVML name contains it, ignoring case
+        ("A100" matches "NVIDIA A100-SXM4-80GB"). Per group with the group
+        property ``gpu_models``. Default: []::
+
+            c.GPUDockerSpawner.gpu_models = ["A100"]
+        """,
+    )
+
+    gpu_lease = Float(
+        0.0,
+        min=0.0,
+        config=True,
+        help="""Seconds a server holding GPUs may run before it is stopped (files kept); 0: no lease.
+
+        The user is warned in the hub before it ends. Per group with the
+        group property ``gpu_lease`` or ``group_overrides``. Default: 0
+        (``GPUHUB_GPU_LEASE``)::
+
+            c.GPUDockerSpawner.gpu_lease = 8 * 3600
+        """,
+    )
+
+    gpu_idle_timeout = Float(
+        1800.0,
+        min=0.0,
+        config=True,
+        help="""Seconds a server may hold GPUs it does not use before they are reclaimed; 0: never.
+
+        Idle means: every GPU of the server below the utilization threshold
+        through the whole window, and no kernel or terminal activity. The
+        server is stopped with its files kept. Default: 1800
+        (``GPUHUB_GPU_IDLE_TIMEOUT``)::
+
+            c.GPUDockerSpawner.gpu_idle_timeout = 3600
+        """,
+    )
+
+    queue_timeout = Float(
+        1800.0,
+        min=0.0,
+        config=True,
+        help="""Seconds a start may wait in line for GPUs; 0 refuses at once (HTTP 409).
+
+        ``start_timeout`` is sized from it, so nobody's wait ends by surprise.
+        Default: 1800 (``GPUHUB_QUEUE_TIMEOUT``)::
+
+            c.GPUDockerSpawner.queue_timeout = 600
+        """,
+    )
+
+    queue_priority = Int(
+        0,
+        config=True,
+        help="""Place in the GPU queue: a start with a higher priority goes before
+        those of lower priority that are waiting; equal priorities are first come,
+        first served. Per group with the group property ``queue_priority``.
+        Default: 0::
+
+            c.GPUDockerSpawner.queue_priority = 10
+        """,
+    )
+
