@@ -34,6 +34,16 @@ class ServerKey:
         return f"{self.user}/{self.server}" if self.server else self.user
 
 
+@dataclass(frozen=True)
+class GPURequest:
+    """What one start asks of the pool."""
+
+    count: int  # GPUs
+    share: int = 1  # servers per GPU it agrees to share with (1: exclusive)
+    model: str | None = None  # only GPUs whose name contains this (any case); None: any model
+    user_quota: int | None = None  # most GPUs the user may hold over all their servers
+
+
 class NotEnoughGPUs(Exception):
     """Fewer GPUs are free than a server asked for. The message is for the user."""
 

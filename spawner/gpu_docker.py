@@ -27,7 +27,7 @@ from tornado import web
 from traitlets import Int, List, TraitError, Unicode, default, validate
 
 from . import container_spec, hardening, image_source, labels, user_volumes
-from .allocator import NotEnoughGPUs, ServerKey
+from .allocator import GPURequest, NotEnoughGPUs, ServerKey
 from .form import render_form
 from .options import GPULimit, InvalidOptions, form_to_options, parse_request
 from .pool import ClaimConflict, GPUPool
@@ -256,7 +256,7 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         try:
             uuids = await self.pool.claim(
                 self.server_key,
-                self.gpu_request,
+                GPURequest(self.gpu_request),
                 self.busy_memory_threshold,
                 # a spawn that dies without giving its GPUs back loses them after this
                 expires_in=self.start_timeout + self.reconcile_interval,

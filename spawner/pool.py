@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import docker.errors
 
 from . import engine, labels
-from .allocator import GPUAllocator, NotEnoughGPUs, ServerKey
+from .allocator import GPUAllocator, GPURequest, NotEnoughGPUs, ServerKey
 from .gpu_status import Status
 from .inventory import Inventory, NvmlInventory
 
@@ -106,41 +106,44 @@ class GPUPool:
 
     # ---- claims ----------------------------------------------------------------
     async def claim(
-        self, key: ServerKey, count: int, busy_memory: int, expires_in: float, prefer=()
+        self, key: ServerKey, request: GPURequest, busy_memory: int, expires_in: float, prefer=()
     ) -> tuple[str, ...]:
-        """Choose and claim ``count`` free GPUs for ``key``; raises NotEnoughGPUs.
+        """Choose and claim the GPUs ``request`` asks for, for ``key``; raises NotEnoughGPUs.
 
         Before refusing, looks again with fresh readings: containers that
         died since, jobs outside the hub that ended.
         """
         self._tracked.add(key)
-        if count <= 0:
+        if request.count <= 0:
             self.claims.release(key)
             return ()
-        for max_age in (None, 0.0):
-            if max_age is None:
-                inventory, listing = await asyncio.gather(self.inventory.snapshot(), self.listing())
-            else:
-                since = self.claims.mark()
-                inventory, listing = await asyncio.gather(
-                    self.inventory.snapshot(max_age=0), self.listing(max_age=0)
-                )
-                self._drop_finished(listing, since)
-            try:
-                return self.claims.claim(
-                    key,
-                    count,
-                    inventory,
-                    busy_memory,
-                    taken=engine.taken(listing, self.hub_id),
-                    expires=time.monotonic() + expires_in,
-                    prefer=prefer,
-                )
-            except NotEnoughGPUs:
-                if max_age is not None:
-                    self._log_unavailable(inventory, listing, busy_memory)
-                    raise
-        raise AssertionError("unreachable")
+        inventory, listing = await asyncio.gather(self.inventory.snapshot(), self.listing())
+        try:
+            return self._choose(key, request, inventory, listing, busy_memory, expires_in, prefer)
+        except NotEnoughGPUs:
+            pass
+        since = self.claims.mark()
+        inventory, listing = await asyncio.gather(
+            self.inventory.snapshot(max_age=0), self.listing(max_age=0)
+        )
+        self._drop_finished(listing, since)
+        try:
+            return self._choose(key, request, inventory, listing, busy_memory, expires_in, prefer)
+        except NotEnoughGPUs:
+            self._log_unavailable(inventory, listing, busy_memory)
+            raise
+
+    def _choose(self, key, request: GPURequest, inventory, listing, busy_memory, expires_in, prefer):
+        """Choose-and-claim in one synchronous step (no other spawn runs in between)."""
+        return self.claims.claim(
+            key,
+            request.count,
+            inventory,
+            busy_memory,
+            taken=engine.taken(listing, self.hub_id),
+            expires=time.monotonic() + expires_in,
+            prefer=prefer,
+        )
 
     def confirm(self, key: ServerKey, container_id: str) -> None:
         self.claims.confirm(key, container_id)
