@@ -76,7 +76,9 @@ c.GPUDockerSpawner.network_name = network
 c.GPUDockerSpawner.mem_limit = "16G"
 c.GPUDockerSpawner.cpu_limit = min(4, os.cpu_count() or 1)  # Docker refuses more than the host has
 c.GPUDockerSpawner.default_url = "/lab"
-c.GPUDockerSpawner.start_timeout = 300  # a notebook image may take long to start on a busy host
+# start_timeout: queue_timeout + 10 min to start (spawner/settings.py); who waits
+# for GPUs is kept here, so that after a restart each is told their place is lost
+c.GPUDockerSpawner.queue_file = str(state_dir / "gpu-queue.json")
 
 # ---- environment variables: each sets its trait only when set (config/README.md) ----
 settings_from_environment(c, {

@@ -49,7 +49,10 @@ class NotEnoughGPUs(Exception):
 
     def __init__(self, requested: int, inventory: Inventory, free: int, held: int):
         self.requested, self.free, self.held = requested, free, held
+        self.inventory = inventory
         total = len(inventory.healthy)
+        # Worth waiting for: the GPUs exist and work, others hold them for now.
+        self.may_come_free = inventory.nvml_available and 0 < requested <= total
         if not inventory.nvml_available:
             message = (
                 f"You asked for {requested} GPU(s), but this hub cannot use its GPUs "

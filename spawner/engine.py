@@ -26,6 +26,8 @@ class LabelledContainer:
     hub: str  # "" on containers made before hubs were labelled
     key: ServerKey
     gpus: tuple[str, ...]
+    created: float = 0.0  # Unix time the engine made it
+    lease: float = 0.0  # seconds its GPU lease runs from ``created`` (0: none)
 
     @property
     def live(self) -> bool:
@@ -52,6 +54,8 @@ def from_listing(containers: list[dict]) -> tuple[LabelledContainer, ...]:
                     container_labels.get(labels.SERVER_LABEL, ""),
                 ),
                 gpus=labels.gpus_from_labels(container_labels),
+                created=float(container.get("Created") or 0),
+                lease=labels.number_label(container_labels, labels.LEASE_LABEL),
             )
         )
     return tuple(parsed)
@@ -74,3 +78,9 @@ def conflicts(listing: tuple[LabelledContainer, ...], mine: LabelledContainer) -
         for other in listing
         if other.live and other.id != mine.id and set(other.gpus) & set(mine.gpus)
     ]
+
+
+def next_lease_end(listing: tuple[LabelledContainer, ...], now: float) -> float | None:
+    """Seconds until the first lease of a live GPU container ends; None when none has one."""
+    ends = [c.created + c.lease - now for c in listing if c.live and c.gpus and c.lease > 0]
+    return max(0.0, min(ends)) if ends else None

@@ -11,10 +11,12 @@ archives a deleted user's volumes.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -23,14 +25,15 @@ import docker.errors
 import docker.tls
 from docker.utils import kwargs_from_env
 from dockerspawner import DockerSpawner
+from jupyterhub.utils import wait_for_http_server
 from tornado import web
 from traitlets import Int, List, TraitError, Unicode, default, validate
 
-from . import container_spec, hardening, image_source, labels, user_volumes
+from . import container_spec, hardening, image_source, labels, progress, user_volumes
 from .allocator import GPURequest, NotEnoughGPUs, ServerKey
 from .form import render_form
 from .options import GPULimit, InvalidOptions, form_to_options, parse_request
-from .pool import ClaimConflict, GPUPool
+from .pool import ClaimConflict, GPUPool, QueueTimeout
 from .settings import GPUSettings
 from .user_errors import UserMistake, log_user_mistakes_once
 
@@ -39,6 +42,10 @@ _thread_clients = threading.local()  # one Docker API client per thread (see cli
 # How often a start may lose a GPU to another hub on the same engine (both
 # chose it at the same moment) and choose again before giving up.
 CLAIM_ATTEMPTS = 3
+# Seconds a start gets beyond its wait in the GPU queue: the turn at the start
+# gate, the container, Jupyter coming up. ``start_timeout`` defaults to
+# ``queue_timeout`` + this; a wait in line ends this long before start_timeout.
+START_ALLOWANCE = 600
 
 
 class GPUDockerSpawner(GPUSettings, DockerSpawner):
@@ -87,6 +94,10 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         # Each start creates a new container, so each start picks GPUs afresh;
         # files live on the user's volume, not in the container.
         return True
+
+    @default("start_timeout")
+    def _default_start_timeout(self):
+        return int(self.queue_timeout) + START_ALLOWANCE
 
     @default("network_name")
     def _default_network_name(self):
@@ -146,6 +157,7 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
     image_digest = Unicode("", help="The image the current start runs: repo digest or image ID.")
     _starting = False
     _values_before_overrides: dict = {}
+    _progress: progress.ProgressLog | None = None
 
     def load_state(self, state):
         super().load_state(state)
@@ -174,6 +186,8 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
                 log=self.log,
                 reconcile_interval=self.reconcile_interval,
                 remove_forgotten=self.remove,
+                start_concurrency=self.start_concurrency,
+                queue_file=self.queue_file,
             )
         cls._pool.start_reconciling()
         return cls._pool
@@ -239,6 +253,8 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         names = sorted({gpu.name for gpu in inventory.healthy if gpu.name})
         return render_form(
             self.options_form_template_paths,
+            notice=await self.pool.notice_for(self.server_key),
+            queue_minutes=round(self.queue_timeout / 60),
             quota=self.gpu_quota,
             offered=self._gpu_limit(inventory).most if inventory.nvml_available else 0,
             default_gpus=self._default_gpu_count(inventory),
@@ -252,21 +268,51 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         )
 
     # ---- lifecycle -------------------------------------------------------
-    async def _claim_gpus(self, prefer=()) -> tuple[str, ...]:
+    async def _claim_gpus(self, prefer=(), wait: float = 0) -> tuple[str, ...]:
+        """GPUs for this start; waits in the GPU queue up to ``wait`` seconds."""
         try:
-            uuids = await self.pool.claim(
+            uuids = await self.pool.claim_or_wait(
                 self.server_key,
                 GPURequest(self.gpu_request),
                 self.busy_memory_threshold,
                 # a spawn that dies without giving its GPUs back loses them after this
                 expires_in=self.start_timeout + self.reconcile_interval,
                 prefer=prefer,
+                wait=wait,
+                priority=self.queue_priority,
+                on_wait=self._report_queue_place,
             )
-        except NotEnoughGPUs as error:
+        except (NotEnoughGPUs, QueueTimeout) as error:
             raise UserMistake(409, str(error)) from None
         if uuids:
             self.log.info("Assigned GPU(s) %s to %s", ",".join(uuids), self._log_name)
         return uuids
+
+    def _report_queue_place(self, place: int, refusal: NotEnoughGPUs | None) -> None:
+        total = len(refusal.inventory.healthy) if refusal else 0
+        free = refusal.free if refusal else 0
+        self.log.info("%s waits for %d GPU(s): position %d in the queue", self._log_name,
+                      self.gpu_request, place)
+        self._report(
+            progress.queued(place, total, self.gpu_request, free, self.pool.next_free_in()), 10
+        )
+
+    def _queue_allowance(self, began: float) -> float:
+        """Seconds this start may wait in line: ``queue_timeout``, and never so long
+        that ``start_timeout`` ends the start after the wait."""
+        left = self.start_timeout - START_ALLOWANCE - (time.monotonic() - began)
+        return max(0.0, min(self.queue_timeout, left))
+
+    def _report(self, message: str, percent: int | None = None) -> None:
+        if self._progress is None:
+            self._progress = progress.ProgressLog()
+        self._progress.report(message, percent)
+
+    async def progress(self):
+        if self._progress is None:
+            self._progress = progress.ProgressLog()
+        async for event in self._progress.follow():
+            yield event
 
     def _release_gpus(self):
         uuids = self.pool.release(self.server_key)
@@ -275,14 +321,29 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         self.gpu_uuids = []
 
     async def start(self):
+        began = time.monotonic()
         self._starting = True
+        self._progress = progress.ProgressLog()
         try:
             kept = None if self.remove else await self.get_object()
             kept_gpus = labels.gpus_from_labels(kept["Config"]["Labels"]) if kept else ()
-            self.gpu_uuids = list(await self._claim_gpus(prefer=kept_gpus))
+            self.gpu_uuids = list(
+                await self._claim_gpus(prefer=kept_gpus, wait=self._queue_allowance(began))
+            )
+            free, inventory = await self.pool.free_count(self.busy_memory_threshold)
+            self._report(
+                progress.assigned(self.pool.describe(self.gpu_uuids), free, len(inventory.healthy)), 30
+            )
             if kept and not await self._may_reuse(kept, kept_gpus):
                 await self.remove_object()
-            return await super().start()
+            async with self.pool.starts.slot(
+                self.server_key, lambda place: self._report(progress.waiting_to_start(place), 40)
+            ):
+                self._report("Starting container", 50)
+                address = await super().start()
+                self._report("Waiting for Jupyter", 70)
+                await self._wait_for_jupyter(address)
+            return address
         except BaseException:
             if not self.object_id:
                 # No container was made: nothing can be using the GPUs. Otherwise
@@ -292,6 +353,19 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
             raise
         finally:
             self._starting = False
+
+    async def _wait_for_jupyter(self, address) -> None:
+        """Hold the start's turn at the gate until Jupyter answers (or ``http_timeout``:
+        JupyterHub then waits and reports as it always does)."""
+        if self.internal_ssl:
+            return  # JupyterHub's own check has the certificates
+        ip, port = address
+        try:
+            await wait_for_http_server(f"http://{ip}:{port}{self.server.base_url}",
+                                       timeout=self.http_timeout)
+        except asyncio.TimeoutError:
+            self.log.warning("%s did not answer within %ss of starting", self._log_name,
+                             self.http_timeout)
 
     async def _may_reuse(self, kept: dict, kept_gpus: tuple[str, ...]) -> bool:
         """A kept container (``remove = False``) starts again only with the GPUs
@@ -435,3 +509,4 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
     async def stop(self, now=False):
         await super().stop(now=now)
         self._release_gpus()
+        self.pool.save_queue()  # a start cancelled while it waited in line is forgotten

@@ -318,6 +318,11 @@ class NvmlInventory:
         reading.result.set_result(inventory)
 
     # ---- on the event loop ------------------------------------------------
+    def latest(self) -> Inventory | None:
+        """The last reading, however old; None before the first."""
+        with self._state_lock:
+            return self._latest[1] if self._latest else None
+
     async def snapshot(self, max_age: float = 1.0) -> Inventory:
         """A reading at most ``max_age`` seconds old, or "unavailable" within ``timeout``.
 

@@ -14,6 +14,13 @@ never reaches into it.
   taken, whichever hub made it. Two hubs that choose the same GPU at the same
   moment both create their containers; each then lists the engine again and
   the one created later gives way (removes its container and claims again).
+- When no GPU is free, a start waits in the GPU queue (:meth:`claim_or_wait`),
+  in order (``waiting_line.py``); every release, every reconcile that drops a
+  claim and every ``QUEUE_RECHECK`` seconds the first in line of each kind
+  tries again. The queue is written to ``queue_file`` as it changes: a hub
+  that restarts tells those who were waiting (:meth:`notice_for`).
+- Container starts pass a gate (``admission.py``): a burst comes up a few at a
+  time instead of all late together.
 - A reconcile every ``reconcile_interval`` seconds drops claims whose
   container is gone, expires claims of spawns that never made a container,
   and stops containers of this hub that no server of the hub accounts for
@@ -23,24 +30,42 @@ never reaches into it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
 
-from . import engine, labels
+from . import engine, labels, progress
+from .admission import StartGate
 from .allocator import GPUAllocator, GPURequest, NotEnoughGPUs, ServerKey
 from .gpu_status import Status
-from .inventory import Inventory, NvmlInventory
+from .inventory import GPU, Inventory, NvmlInventory
+from .waiting_line import Ticket, WaitingLine
 
 # An engine listing this young is good enough for choosing GPUs; a refusal
 # always looks again with a fresh one first.
 LISTING_MAX_AGE = 2.0
+# The first in the GPU queue looks again at least this often: GPUs also come
+# free where the hub cannot see it happen (another hub's server, a job outside).
+QUEUE_RECHECK = 10.0
 
 
 class ClaimConflict(Exception):
     """Another hub's container, made earlier, names one of our GPUs."""
+
+
+class QueueTimeout(Exception):
+    """A start waited its whole allowance in the GPU queue. The message is for the user."""
+
+    def __init__(self, waited: float, place: int):
+        super().__init__(
+            f"No GPU came free in the {progress.duration(waited)} you waited in the queue "
+            f"(you were at position {place}). Try again later, or start with 0 GPUs "
+            "to work without one."
+        )
 
 
 class GPUPool:
@@ -52,6 +77,8 @@ class GPUPool:
         log: logging.Logger,
         reconcile_interval: float = 30.0,
         remove_forgotten: bool = True,
+        start_concurrency: int = 2,
+        queue_file: str = "",
     ):
         self.hub_id = hub_id
         self.prefix = prefix
@@ -67,6 +94,12 @@ class GPUPool:
         self._tracked: set[ServerKey] = set()  # servers this hub runs or is starting
         self._untracked_seen: set[str] = set()  # container ids seen untracked once
         self._reconciler: asyncio.Task | None = None
+        self.queue = WaitingLine()  # starts waiting for GPUs
+        self.starts = StartGate(start_concurrency)  # containers coming up
+        self.queue_file = queue_file
+        self._notices: dict[ServerKey, str] = {}  # what a restart did to those who waited
+        self._queue_saved: asyncio.Future | None = None
+        self._loading_notices: asyncio.Future | None = None
 
     # ---- the engine record ---------------------------------------------------
     async def listing(self, max_age: float = LISTING_MAX_AGE) -> tuple[engine.LabelledContainer, ...]:
@@ -145,6 +178,137 @@ class GPUPool:
             prefer=prefer,
         )
 
+    async def claim_or_wait(
+        self,
+        key: ServerKey,
+        request: GPURequest,
+        busy_memory: int,
+        expires_in: float,
+        prefer=(),
+        *,
+        wait: float,
+        priority: int = 0,
+        on_wait=lambda place, refusal: None,
+    ) -> tuple[str, ...]:
+        """:meth:`claim`, waiting in the GPU queue up to ``wait`` seconds when none is free.
+
+        Nobody jumps the line: a start finding others of its kind (share,
+        model) waiting ahead of it queues behind them. ``on_wait(place,
+        refusal)`` is called with each new place. Raises NotEnoughGPUs when
+        ``wait`` is 0, QueueTimeout when the wait runs out; a cancelled start
+        leaves the line and claims nothing.
+        """
+        kind = (request.share, request.model)
+        refusal = None
+        if request.count <= 0 or not self.queue.waiting(kind, priority):
+            try:
+                return await self.claim(key, request, busy_memory, expires_in, prefer)
+            except NotEnoughGPUs as error:
+                if wait <= 0 or not error.may_come_free:
+                    raise
+                refusal = error
+        self._tracked.add(key)
+        ticket = self.queue.join(key, kind, priority)
+        self.save_queue()
+        try:
+            uuids = await self._wait_in_line(ticket, request, busy_memory, expires_in, prefer,
+                                             wait, refusal, on_wait)
+        except asyncio.CancelledError:
+            # The file is not rewritten: a hub shutting down cancels every start, and
+            # those must be told after the restart. A user's Cancel reaches stop(),
+            # which rewrites it (forget_wait).
+            self.queue.leave(ticket)
+            raise
+        except BaseException:
+            self.queue.leave(ticket)
+            self.save_queue()
+            raise
+        self.queue.leave(ticket)
+        self.save_queue()
+        return uuids
+
+    async def _wait_in_line(self, ticket: Ticket, request, busy_memory, expires_in, prefer,
+                            wait, refusal, on_wait) -> tuple[str, ...]:
+        deadline = ticket.joined + wait
+        said = None
+        while True:
+            place = self.queue.position(ticket)
+            if (place, refusal) != said:  # said again when the GPUs' state changed
+                said = (place, refusal)
+                on_wait(place, refusal)
+            if time.monotonic() >= deadline:
+                raise QueueTimeout(wait, place)
+            await ticket.wait(min(QUEUE_RECHECK, deadline - time.monotonic()))
+            if self.queue.ahead_of_kind(ticket):
+                continue
+            inventory, listing = await asyncio.gather(self.inventory.snapshot(), self.listing())
+            if self.queue.ahead_of_kind(ticket):  # the line moved while we looked
+                continue
+            try:
+                return self._choose(ticket.key, request, inventory, listing, busy_memory,
+                                    expires_in, prefer)
+            except NotEnoughGPUs as error:
+                refusal = error
+
+    def describe(self, uuids) -> list[GPU]:
+        """The latest reading of these devices (index, name), for messages."""
+        latest = self.inventory.latest()
+        return [gpu for gpu in (latest.gpus if latest else ()) if gpu.uuid in set(uuids)]
+
+    def next_free_in(self) -> float | None:
+        """Seconds until a GPU lease ends, by the latest listing; None when no GPU
+        server has a lease (nobody can say when a GPU comes free)."""
+        return engine.next_lease_end(self._listing[1], time.time()) if self._listing else None
+
+    # ---- the queue across restarts --------------------------------------------
+    def save_queue(self) -> None:
+        """Write who waits to ``queue_file`` (on the pool's thread; writes coalesce)."""
+        if not self.queue_file or self._queue_saved is not None:
+            return
+        self._queue_saved = asyncio.ensure_future(self._save_queue_soon())
+
+    async def _save_queue_soon(self) -> None:
+        try:
+            await asyncio.sleep(0)  # the joins and leaves of this moment, in one write
+            self._queue_saved = None
+            waiting = [
+                {"user": t.key.user, "server": t.key.server, "position": n}
+                for n, t in enumerate(self.queue.tickets(), 1)
+            ]
+            await self._run(_write_json, self.queue_file, waiting)
+        except Exception as error:
+            self.log.warning("Could not write the GPU queue to %s: %s", self.queue_file, error)
+
+    async def load_notices(self) -> None:
+        """A previous run of the hub stopped with starts in the queue: those users are told."""
+        if not self.queue_file:
+            return
+        try:
+            waiting = await self._run(_read_json, self.queue_file)
+        except Exception as error:  # a damaged file is reported, and replaced by the next write
+            self.log.warning("Could not read the GPU queue left in %s: %s", self.queue_file, error)
+            return
+        for entry in waiting or []:
+            key = ServerKey(entry["user"], entry["server"])
+            self._notices[key] = (
+                f"The hub restarted while your server{' ' + key.server if key.server else ''} "
+                f"was waiting for a GPU (position {entry['position']}): your place in the queue "
+                "was lost, and no GPU is held for you. Press Start to join the queue again."
+            )
+        if self._notices:
+            self.log.warning(
+                "The hub restarted with %d start(s) waiting for GPUs (%s): their places are "
+                "lost; each is told at the next visit", len(self._notices),
+                ", ".join(map(str, self._notices)),
+            )
+            await self._run(_write_json, self.queue_file, [])
+
+    async def notice_for(self, key: ServerKey) -> str:
+        """What happened to this server's last start while the hub was away (said once)."""
+        if self._loading_notices is not None:
+            await asyncio.shield(self._loading_notices)
+        return self._notices.pop(key, "")
+
     def confirm(self, key: ServerKey, container_id: str) -> None:
         self.claims.confirm(key, container_id)
 
@@ -184,7 +348,10 @@ class GPUPool:
     def release(self, key: ServerKey) -> tuple[str, ...]:
         self._tracked.discard(key)
         self.forget_listing()
-        return self.claims.release(key)
+        released = self.claims.release(key)
+        if released:
+            self.queue.changed()  # the first in line tries at once
+        return released
 
     def track(self, key: ServerKey) -> None:
         """This hub runs ``key`` (a restarted hub learns it by polling its servers)."""
@@ -205,10 +372,15 @@ class GPUPool:
     # ---- reconcile ---------------------------------------------------------------
     def _drop_finished(self, listing, since: int) -> None:
         live = {c.id for c in listing if c.live}
-        for key, why in self.claims.reconcile(live, since, time.monotonic()):
+        dropped = self.claims.reconcile(live, since, time.monotonic())
+        for key, why in dropped:
             self.log.info("GPU claim of %s dropped: %s", key, why)
+        if dropped:
+            self.queue.changed()
 
     def start_reconciling(self) -> None:
+        if self._loading_notices is None:
+            self._loading_notices = asyncio.ensure_future(self.load_notices())
         if self._reconciler is None and self.reconcile_interval > 0:
             self._reconciler = asyncio.ensure_future(self._reconcile_forever())
 
@@ -251,6 +423,22 @@ class GPUPool:
             self._client.remove_container(container_id, force=True)
         else:
             self._client.stop(container_id, timeout=10)
+
+
+def _write_json(path: str, value) -> None:
+    """Replace the file at once (a hub killed mid-write leaves the old one)."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as file:
+        json.dump(value, file)
+    os.replace(temporary, path)
+
+
+def _read_json(path: str):
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except FileNotFoundError:
+        return None
 
 
 def _sortable_time(created: str) -> str:

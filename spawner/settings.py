@@ -7,6 +7,8 @@ strings are the reference (``GPUDockerSpawner.class_print_help()``).
 
 from __future__ import annotations
 
+import os
+
 from jupyterhub.traitlets import ByteSpecification
 from traitlets import CaselessStrEnum, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
@@ -271,7 +273,9 @@ class GPUSettings(Configurable):
         config=True,
         help="""Seconds a start may wait in line for GPUs; 0 refuses at once (HTTP 409).
 
-        ``start_timeout`` is sized from it, so nobody's wait ends by surprise.
+        ``start_timeout`` is sized from it (``queue_timeout`` +
+        ``START_ALLOWANCE``), so nobody's wait ends by surprise: a start
+        that may wait in line gets the time to start after the wait too.
         Default: 1800 (``GPUHUB_QUEUE_TIMEOUT``)::
 
             c.GPUDockerSpawner.queue_timeout = 600
@@ -287,6 +291,33 @@ class GPUSettings(Configurable):
         Default: 0::
 
             c.GPUDockerSpawner.queue_priority = 10
+        """,
+    )
+
+    start_concurrency = Int(
+        min(os.cpu_count() or 2, 8),
+        min=1,
+        config=True,
+        help="""Servers that may be coming up at once (container made, Jupyter not answering yet).
+
+        Admission control: a burst of starts comes up a few at a time, each
+        quickly, instead of all late together past ``http_timeout``. The
+        others wait their turn and see their place. Default: the host's CPU
+        count, at most 8::
+
+            c.GPUDockerSpawner.start_concurrency = 4
+        """,
+    )
+
+    queue_file = Unicode(
+        "",
+        config=True,
+        help="""File where the hub keeps who waits in the GPU queue, so that after a
+        restart each of them is told their place was lost; "" keeps no file.
+
+        ``config/jupyterhub_config.py`` puts it in the hub's state dir::
+
+            c.GPUDockerSpawner.queue_file = "/srv/gpuhub/gpu-queue.json"
         """,
     )
 

@@ -58,7 +58,6 @@ c.GPUDockerSpawner.prefix = {prefix!r}
 c.GPUDockerSpawner.gpu_quota = 2
 c.GPUDockerSpawner.mem_limit = "1G"
 c.GPUDockerSpawner.cpu_limit = 1.0
-c.GPUDockerSpawner.http_timeout = 120
 c.GPUDockerSpawner.default_url = "/tree"
 c.GPUDockerSpawner.group_overrides = {{
     "10-researchers": {{
@@ -67,6 +66,10 @@ c.GPUDockerSpawner.group_overrides = {{
     }},
 }}
 """
+
+
+# A hub without the GPU queue: a start that finds no free GPU is refused at once (409).
+NO_QUEUE = "c.GPUDockerSpawner.queue_timeout = 0\n"
 
 
 def free_port() -> int:

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from tests.fakes.fake_gpus import FakeMIG, FakeNVML, FakeProcess, fake_uuid
-from tests.integration.hubrig import container_of, gpus_of, wait_for
+from tests.integration.hubrig import NO_QUEUE, container_of, gpus_of, wait_for
 
 GIB = 1 << 30
 
@@ -17,7 +17,7 @@ def refusal(response) -> str:
 
 def test_fifty_users_at_once_over_eight_gpus(start_hub, engine):
     gpus = FakeNVML.make_gpus(8)
-    hub = start_hub(gpus)
+    hub = start_hub(gpus, extra_config=NO_QUEUE)
     users = [f"u{i:02d}" for i in range(50)]
     hub.create_users(*users)
 
@@ -86,7 +86,7 @@ def test_container_killed_from_outside_frees_its_gpu(start_hub, engine):
 def test_gpu_with_foreign_process_or_memory_is_not_handed_out(start_hub, engine):
     gpus = FakeNVML.make_gpus(3)
     gpus[1].mem_used = 3 * GIB  # e.g. a zombie context NVML cannot attribute
-    hub = start_hub(gpus, processes=[FakeProcess(gpus[0].uuid, pid=4242, mem=GIB)])
+    hub = start_hub(gpus, processes=[FakeProcess(gpus[0].uuid, pid=4242, mem=GIB)], extra_config=NO_QUEUE)
     hub.create_users("ann", "bob")
     hub.start_server("ann", {"gpus": 1})
     assert gpus_of(container_of(engine, "ann")) == [gpus[2].uuid]
@@ -103,7 +103,7 @@ def test_gpu_with_foreign_process_or_memory_is_not_handed_out(start_hub, engine)
 def test_lost_gpu_is_never_assigned_and_no_nvml_means_cpu_only(start_hub, engine):
     gpus = FakeNVML.make_gpus(2)
     gpus[0].lost = True
-    hub = start_hub(gpus)
+    hub = start_hub(gpus, extra_config=NO_QUEUE)
     hub.create_users("ann", "bob")
     hub.start_server("ann", {"gpus": 1})
     assert gpus_of(container_of(engine, "ann")) == [gpus[1].uuid]
@@ -111,7 +111,7 @@ def test_lost_gpu_is_never_assigned_and_no_nvml_means_cpu_only(start_hub, engine
 
 
 def test_without_nvml_every_spawn_works_with_zero_gpus(start_hub, engine):
-    hub = start_hub(FakeNVML.make_gpus(2))
+    hub = start_hub(FakeNVML.make_gpus(2), extra_config=NO_QUEUE)
     hub.stop()
     hub.nvml.write(FakeNVML.make_gpus(2), driver_loaded=False)
     hub.start()
@@ -130,7 +130,7 @@ def test_mig_devices_are_handed_out_one_per_server(start_hub, engine):
         FakeMIG(fake_uuid("MIG", i), "NVIDIA A100 MIG 3g.40gb", 40 * GIB)
         for i in range(2)
     ]
-    hub = start_hub(gpus)
+    hub = start_hub(gpus, extra_config=NO_QUEUE)
     hub.create_users("ann", "bob", "cid")
     hub.start_server("ann", {"gpus": 1})
     hub.start_server("bob", {"gpus": 1})

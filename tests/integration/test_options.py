@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import PREFIX, container_of, gpus_of
+from tests.integration.hubrig import NO_QUEUE, PREFIX, container_of, gpus_of
 
 GIB = 1 << 30
 FUZZ = settings(
@@ -19,7 +19,7 @@ FUZZ = settings(
 
 @pytest.fixture
 def hub(start_hub):
-    hub = start_hub(FakeNVML.make_gpus(4))
+    hub = start_hub(FakeNVML.make_gpus(4), extra_config=NO_QUEUE)
     hub.create_users("ann")
     hub.create_users("rita", groups=("researchers",))
     return hub

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import IMAGE, PREFIX, container_of, gpus_of, other_prefix, wait_for
+from tests.integration.hubrig import IMAGE, NO_QUEUE, PREFIX, container_of, gpus_of, other_prefix, wait_for
 
 
 def live_gpu_holders(engine) -> list[tuple[str, str]]:
@@ -22,8 +22,8 @@ def live_gpu_holders(engine) -> list[tuple[str, str]]:
 
 def test_two_hubs_on_one_engine_share_no_gpu_volume_or_container(start_hub, engine):
     gpus = FakeNVML.make_gpus(3)
-    first = start_hub(gpus)
-    second = start_hub(gpus, name="second", prefix=other_prefix())
+    first = start_hub(gpus, extra_config=NO_QUEUE)
+    second = start_hub(gpus, name="second", prefix=other_prefix(), extra_config=NO_QUEUE)
     users = [f"u{i}" for i in range(4)]
     for hub in (first, second):
         hub.create_users(*users)
@@ -179,7 +179,7 @@ class StallingRegistry(http.server.ThreadingHTTPServer):
 def test_a_slow_pull_and_a_refusal_do_not_hold_up_other_spawns(start_hub, engine):
     registry = StallingRegistry()
     slow_image = f"127.0.0.1:{registry.server_port}/stalled:latest"
-    hub = start_hub(FakeNVML.make_gpus(1), extra_config=f"""
+    hub = start_hub(FakeNVML.make_gpus(1), extra_config=NO_QUEUE + f"""
         c.GPUDockerSpawner.allowed_images = [{IMAGE!r}, {slow_image!r}]
         c.GPUDockerSpawner.image_registries = ["127.0.0.1:{registry.server_port}"]
     """)
