@@ -42,7 +42,7 @@ def test_fifty_users_at_once_over_eight_gpus(start_hub, engine):
 
 def test_hub_restart_keeps_assignments(start_hub, engine):
     gpus = FakeNVML.make_gpus(3)
-    hub = start_hub(gpus)
+    hub = start_hub(gpus, extra_config=NO_QUEUE)
     hub.create_users("ann", "bob", "cid", "dan")
     hub.start_server("ann", {"gpus": 1})
     hub.start_server("bob", {"gpus": 1})
@@ -70,7 +70,7 @@ def test_hub_restart_keeps_assignments(start_hub, engine):
 
 def test_container_killed_from_outside_frees_its_gpu(start_hub, engine):
     gpus = FakeNVML.make_gpus(1)
-    hub = start_hub(gpus)
+    hub = start_hub(gpus, extra_config=NO_QUEUE)
     hub.create_users("ann", "bob")
     hub.start_server("ann", {"gpus": 1})
     assert "only 0 of the 1 GPUs" in refusal(hub.spawn("bob", {"gpus": 1}))
