@@ -8,15 +8,12 @@ import os
 import sys
 from pathlib import Path
 
-from jupyterhub.app import JupyterHub
-from jupyterhub.proxy import ConfigurableHTTPProxy
-
 from gpuhub.hub.auth.native import NATIVE_PAGE, NATIVE_TEMPLATE_ROOT, NativeAccounts
 from gpuhub.hub.auth.oauth import OAUTH_KINDS, OAuthSettingsError, oauth_config
 from gpuhub.hub.bootstrap import ensure_fenced_network, ensure_private_dir, ensure_secret_file
-from gpuhub.hub.environment import settings_from_environment
 from gpuhub.hub.gpu_usage.wiring import configure_gpu_usage
 from gpuhub.hub.identity import ensure_hub_id, ensure_prefix_is_ours
+from gpuhub.hub.variables import apply_hub_variables
 from gpuhub.spawner import GPUDockerSpawner
 
 c = get_config()  # noqa: F821
@@ -79,17 +76,15 @@ c.GPUDockerSpawner.default_url = "/lab"
 # start_timeout: queue_timeout + 10 min to start (spawner/settings.py); who waits
 # for GPUs is kept here, so that after a restart each is told their place is lost
 c.GPUDockerSpawner.queue_file = str(state_dir / "gpu-queue.json")
+# Named servers: each user may have this many besides the default one (a stopped
+# one counts until deleted); GPUHUB_NAMED_SERVERS=0 turns them off.
+c.JupyterHub.named_server_limit_per_user = 3
 
-# ---- environment variables: each sets its trait only when set (config/README.md) ----
-settings_from_environment(c, {
-    "GPUHUB_BIND_URL": (JupyterHub, "bind_url"),
-    "GPUHUB_PROXY_API_URL": (ConfigurableHTTPProxy, "api_url"),
-    "GPUHUB_IMAGE": (GPUDockerSpawner, "image"),
-    "GPUHUB_PREFIX": (GPUDockerSpawner, "prefix"),
-    "GPUHUB_GPU_QUOTA": (GPUDockerSpawner, "gpu_quota"),
-    "GPUHUB_MEM_LIMIT": (GPUDockerSpawner, "mem_limit"),
-    "GPUHUB_CPU_LIMIT": (GPUDockerSpawner, "cpu_limit"),
-}, os.environ)
+# ---- environment variables: each sets its trait only when set (hub/variables.py, config/README.md) ----
+try:
+    apply_hub_variables(c, os.environ)
+except ValueError as error:
+    sys.exit(f"gpuhub: {error}")
 
 # ---- site settings and overrides, last so they win ----
 config_d = Path(env("GPUHUB_CONFIG_D", Path(__file__).parent / "jupyterhub_config.d"))

@@ -2,8 +2,10 @@
 
 A trait's default stays its one default: the config names which variable
 sets which trait, and a variable that is not set changes nothing. Values are
-parsed by the trait itself (as on a command line), so "16G", "4" or "2" mean
-what they mean in ``c.X.y = …``. No I/O.
+parsed and checked by the trait itself (as on a command line, plus its
+bounds: ``Int(min=1)`` refuses "0"), so "16G", "4" or "2" mean what they
+mean in ``c.X.y = …``, and a bad value stops the hub at start-up rather than
+failing each spawn later. No I/O.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Mapping
 
 from traitlets import TraitError
 from traitlets.config import Config, Configurable
+
+from gpuhub.spawner.trait_values import trait_value
 
 
 def settings_from_environment(
@@ -31,7 +35,7 @@ def settings_from_environment(
             continue
         trait = cls.class_traits()[trait_name]
         try:
-            value = trait.from_string(raw)
+            value = trait_value(trait, raw)
         except (TraitError, ValueError) as error:
             raise ValueError(
                 f"{name}={raw!r} is not a valid {cls.__name__}.{trait_name} ({error}); "

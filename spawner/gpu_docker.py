@@ -6,7 +6,8 @@ builds the Docker settings, ``labels.py`` is the label contract,
 ``options.py`` checks what users ask for, ``templates/options_form.html`` is
 the spawn form, ``hardening.py`` checks the final create request,
 ``image_source.py`` says which images may be pulled, ``user_volumes.py``
-archives a deleted user's volumes.
+archives a deleted user's volumes, ``group_properties.py`` reads settings
+from JupyterHub group properties.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from traitlets import Int, List, TraitError, Unicode, default, validate
 from . import container_spec, hardening, image_source, labels, progress, user_volumes
 from .allocator import GPURequest, NotEnoughGPUs, ServerKey
 from .form import render_form
+from .group_properties import PROPERTIES, BadGroupProperty, GroupSettings, settings_from_groups
 from .options import GPULimit, InvalidOptions, form_to_options, parse_request
 from .pool import ClaimConflict, GPUPool, QueueTimeout
 from .settings import GPUSettings
@@ -198,13 +200,17 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
 
     # ---- user options and group settings --------------------------------
     async def apply_group_overrides(self):
-        """Apply ``group_overrides`` afresh: a user who left a group loses its settings.
+        """Apply ``group_overrides``, then the groups' properties, afresh: a user
+        who left a group, or whose group lost a property, loses its settings.
 
         JupyterHub sets overrides on the spawner object, which lives as long
         as the hub; without a reset a quota raised for a group would stick.
+        Properties (``group_properties.py``) win over ``group_overrides`` on
+        the same setting: they are what admins change while the hub runs.
         """
         for name, value in self._values_before_overrides.items():
             setattr(self, name, value)
+        from_properties = self._settings_from_group_properties()
         overrides = self.group_overrides
         if callable(overrides):
             overrides = overrides(self)
@@ -213,8 +219,26 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         # "image" too: DockerSpawner.start keeps a chosen image on the spawner, and
         # the next start must not run it again unless it is chosen and allowed again.
         names = {"image"} | {n for o in overrides.values() for n in o.get("spawner_override", {})}
+        names |= set(from_properties.values)
         self._values_before_overrides = {n: copy.deepcopy(getattr(self, n)) for n in names}
         await super().apply_group_overrides()
+        if from_properties.values:
+            self.log.info("Group properties for %s: %s", self._log_name, from_properties.describe())
+            for name, value in from_properties.values.items():
+                setattr(self, name, value)
+
+    _ignored_properties_said: set[tuple[str, str]] = set()  # (group, key), logged once per hub
+
+    def _settings_from_group_properties(self) -> GroupSettings:
+        try:
+            settings = settings_from_groups(self.user.groups, self.traits())
+        except BadGroupProperty as error:
+            raise UserMistake(400, str(error)) from None
+        for group, key in sorted(set(settings.ignored) - self._ignored_properties_said):
+            self._ignored_properties_said.add((group, key))
+            self.log.info("Group %s: property %r is not a gpuhub setting, ignored (gpuhub reads %s)",
+                          group, key, ", ".join(PROPERTIES))
+        return settings
 
     def _allowed_image_names(self) -> list[str]:
         return list(self._get_allowed_images() or {})
