@@ -179,7 +179,8 @@ class StallingRegistry(http.server.ThreadingHTTPServer):
 def test_a_slow_pull_and_a_refusal_do_not_hold_up_other_spawns(start_hub, engine):
     registry = StallingRegistry()
     slow_image = f"127.0.0.1:{registry.server_port}/stalled:latest"
-    hub = start_hub(FakeNVML.make_gpus(1), extra_config=NO_QUEUE + f"""
+    hub = start_hub(FakeNVML.make_gpus(1), extra_config=f"""
+        {NO_QUEUE.strip()}
         c.GPUDockerSpawner.allowed_images = [{IMAGE!r}, {slow_image!r}]
         c.GPUDockerSpawner.image_registries = ["127.0.0.1:{registry.server_port}"]
     """)
