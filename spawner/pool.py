@@ -137,7 +137,7 @@ class GPUPool:
         """Choose-and-claim in one synchronous step (no other spawn runs in between)."""
         return self.claims.claim(
             key,
-            request.count,
+            request,
             inventory,
             busy_memory,
             taken=engine.taken(listing, self.hub_id),
@@ -192,9 +192,14 @@ class GPUPool:
 
     # ---- what the form and refusals show ----------------------------------------
     async def free_count(self, busy_memory: int) -> tuple[int, Inventory]:
-        inventory, listing = await asyncio.gather(self.inventory.snapshot(), self.listing())
-        free = self.claims.free_gpus(inventory, busy_memory, engine.taken(listing, self.hub_id))
+        free, inventory = await self.offer(busy_memory)
         return len(free), inventory
+
+    async def offer(self, busy_memory: int, request: GPURequest = GPURequest(1)):
+        """The devices ``request`` could get now (best first), and the reading: (gpus, inventory)."""
+        inventory, listing = await asyncio.gather(self.inventory.snapshot(), self.listing())
+        taken = engine.taken(listing, self.hub_id)
+        return self.claims.free_gpus(inventory, busy_memory, taken, request), inventory
 
     def _log_unavailable(self, inventory, listing, busy_memory: int) -> None:
         taken = engine.taken(listing, self.hub_id)

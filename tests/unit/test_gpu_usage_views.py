@@ -36,7 +36,7 @@ def test_all_gpus_totals_and_outside_processes():
     sample, history = sample_and_history()
     data = views.all_gpus(sample, history, 0, 0, {"ann": 2.0, "old": 1.0}, {"ann": 1.0})
     # GPU-2 is held by nobody but runs a job outside the hub: busy, not free.
-    assert data["totals"] == {"gpus": 3, "held": 2, "free": 0, "busy": 1, "unhealthy": 0,
+    assert data["totals"] == {"gpus": 3, "held": 2, "shared": 0, "free": 0, "busy": 1, "unhealthy": 0,
                               "active": 2, "idle_flagged": 1, "users_holding": 2,
                               "outside_processes": 1}
     assert [g["holder"] for g in data["gpus"]] == [
