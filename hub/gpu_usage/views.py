@@ -30,7 +30,7 @@ def device_model(device: Device, history: History, since: float, idle_flag: floa
         "memory_total": gpu.memory_total,
         "temperature": gpu.temperature,
         "power_watts": gpu.power_watts,
-        "holder": {"user": holder.user, "server": holder.server} if holder else None,
+        "holder": {"user": holder.user, "server": holder.server, "share": holder.share} if holder else None,
         # free / held / busy / unhealthy, as the spawner decides (gpu_status)
         "status": device.status.status.value,
         "status_reason": device.status.reason,
@@ -63,7 +63,8 @@ def user_gpus(sample: Sample, history: History, user: str, since: float, idle_fl
                 if p.holder is not None and p.holder.container_id == server.container_id
             ]
             gpus.append(model)
-        servers.append({"name": server.server, "gpus": gpus, "gpu_count": len(server.gpus)})
+        servers.append({"name": server.server, "gpus": gpus, "gpu_count": len(server.gpus),
+                        "share": server.share})
     return {
         "user": user,
         "time": sample.time,
@@ -106,7 +107,7 @@ def all_gpus(sample: Sample, history: History, since: float, idle_flag: float,
         ],
         # which image each server runs, so an admin sees what code holds the GPUs
         "servers": [
-            {"user": s.user, "server": s.server, "gpus": len(s.gpus), "image": s.image}
+            {"user": s.user, "server": s.server, "gpus": len(s.gpus), "image": s.image, "share": s.share}
             for s in sorted(sample.servers, key=lambda s: (s.user, s.server))
         ],
         "users": [

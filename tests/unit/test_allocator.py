@@ -258,3 +258,12 @@ def test_gpu_status_shared_has_a_place_for_the_same_share_only():
     # a shared GPU's own processes are its sharers' jobs, not "busy outside the hub"
     working = gpu(0, processes=(GPUProcess(4242, 10 * GIB),), memory_used=10 * GIB)
     assert has_place(status_of(working, [Holder("ann", 2)]), 2)
+
+
+def test_mig_devices_are_shared_like_whole_gpus():
+    inv = Inventory(
+        gpus=(GPU(index="0:0", uuid="MIG-a", parent_uuid="GPU-p", name="NVIDIA A100 MIG 1g.10gb"),),
+        mig_parents=("GPU-p",),
+    )
+    alloc, shared = GPUAllocator(), GPURequest(1, share=2, model="mig 1g")
+    assert alloc.claim(key("a"), shared, inv, GIB) == alloc.claim(key("b"), shared, inv, GIB) == ("MIG-a",)

@@ -40,7 +40,7 @@ def test_all_gpus_totals_and_outside_processes():
                               "active": 2, "idle_flagged": 1, "users_holding": 2,
                               "outside_processes": 1}
     assert [g["holder"] for g in data["gpus"]] == [
-        {"user": "ann", "server": ""}, {"user": "bob", "server": ""}, None]
+        {"user": "ann", "server": "", "share": 1}, {"user": "bob", "server": "", "share": 1}, None]
     assert [g["status"] for g in data["gpus"]] == ["held", "held", "busy"]
     assert "outside the hub" in data["gpus"][2]["status_reason"]
     assert data["outside_processes"] == [{"gpu_index": "2", "uuid": "GPU-2", "pid": 3, "used_memory": 5}]
@@ -93,13 +93,13 @@ def test_the_all_gpus_view_names_each_servers_image():
 
     containers = [{"Id": ANN, "Names": ["/gpuhub-ann"], "ImageID": "sha256:1", "Labels": {
         "gpuhub.user": "ann", "gpuhub.server": "", "gpuhub.gpus": "GPU-0",
-        "gpuhub.image": "gpuhub/pytorch-notebook@sha256:2"}},
+        "gpuhub.image": "gpuhub/pytorch-notebook@sha256:2", "gpuhub.gpu_share": "2"}},
         {"Id": BOB, "Names": ["/gpuhub-bob"], "ImageID": "sha256:3",  # made before the label
          "Labels": {"gpuhub.user": "bob", "gpuhub.gpus": ""}}]
     tracker = Tracker()
     tracker.update(100, Inventory(gpus=()), servers_from_containers(containers), {})
     data = views.all_gpus(tracker.latest, tracker.history, 0, 1800, {}, {})
     assert data["servers"] == [
-        {"user": "ann", "server": "", "gpus": 1, "image": "gpuhub/pytorch-notebook@sha256:2"},
-        {"user": "bob", "server": "", "gpus": 0, "image": "sha256:3"},
+        {"user": "ann", "server": "", "gpus": 1, "image": "gpuhub/pytorch-notebook@sha256:2", "share": 2},
+        {"user": "bob", "server": "", "gpus": 0, "image": "sha256:3", "share": 1},  # no label: 1
     ]
