@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import docker.errors
 
 from . import engine, labels
-from .allocator import GPUAllocator, GPURequest, NotEnoughGPUs, ServerKey
+from .allocator import GPUAllocator, GPURequest, NotEnoughGPUs, OverQuota, ServerKey
 from .gpu_status import Status
 from .inventory import Inventory, NvmlInventory
 
@@ -108,10 +108,11 @@ class GPUPool:
     async def claim(
         self, key: ServerKey, request: GPURequest, busy_memory: int, expires_in: float, prefer=()
     ) -> tuple[str, ...]:
-        """Choose and claim the GPUs ``request`` asks for, for ``key``; raises NotEnoughGPUs.
+        """Choose and claim the GPUs ``request`` asks for, for ``key``; raises
+        OverQuota (the user's other servers hold too many) or NotEnoughGPUs.
 
         Before refusing, looks again with fresh readings: containers that
-        died since, jobs outside the hub that ended.
+        died since (the user's other servers too), jobs outside the hub that ended.
         """
         self._tracked.add(key)
         if request.count <= 0:
@@ -120,7 +121,7 @@ class GPUPool:
         inventory, listing = await asyncio.gather(self.inventory.snapshot(), self.listing())
         try:
             return self._choose(key, request, inventory, listing, busy_memory, expires_in, prefer)
-        except NotEnoughGPUs:
+        except (NotEnoughGPUs, OverQuota):
             pass
         since = self.claims.mark()
         inventory, listing = await asyncio.gather(

@@ -30,10 +30,11 @@ def device_model(device: Device, history: History, since: float, idle_flag: floa
         "memory_total": gpu.memory_total,
         "temperature": gpu.temperature,
         "power_watts": gpu.power_watts,
-        "holder": {"user": holder.user, "server": holder.server, "share": holder.share} if holder else None,
+        "holder": {"user": holder.user, "server": holder.server} if holder else None,
         # free / held / busy / unhealthy, as the spawner decides (gpu_status)
         "status": device.status.status.value,
         "status_reason": device.status.reason,
+        "share": device.status.share,  # servers that may share it (1: exclusive, or nobody's)
         "held_seconds": round(device.held_seconds) if device.held_seconds is not None else None,
         "active": device.active,
         "idle_seconds": round(device.idle_seconds),

@@ -6,8 +6,10 @@ One hub per host setup; each test walks through its cases on that hub.
 
 from concurrent.futures import ThreadPoolExecutor
 
+import requests
+
 from tests.fakes.fake_gpus import FakeGPU, FakeNVML, fake_uuid
-from tests.integration.hubrig import PREFIX, gpus_of
+from tests.integration.hubrig import PREFIX, gpus_of, wait_for
 
 SHARE_LABEL = "gpuhub.gpu_share"
 
@@ -61,6 +63,15 @@ def test_a_class_shares_gpus_and_exclusive_servers_never_join_them(start_hub, en
             held.setdefault(uuid, []).append(name)
     assert sorted(held) == sorted(gpu.uuid for gpu in gpus)
     assert all(len(sharers) == 2 for sharers in held.values()), held  # each GPU in exactly 2
+
+    # the usage page tells a student their GPU is shared
+    def my_usage():
+        response = requests.get(f"{hub.url}/services/gpu-usage/api/me", timeout=30,
+                                headers={"Authorization": f"token {hub.user_token('s1')}"})
+        servers = response.json()["servers"] if response.status_code == 200 else []
+        return servers and servers[0]["gpus"] and servers[0]
+
+    assert wait_for(my_usage, "s1's usage page to list its GPU")["share"] == 2
 
     message = gets_no_gpu(hub, engine, "s4", {"gpus": 1})  # a fifth student: both GPUs full
     assert "only 0 of the 2 GPUs on this host have a place for a server sharing a GPU 2 ways" in message
@@ -130,3 +141,8 @@ def test_models_and_a_quota_over_all_of_a_users_servers(start_hub, engine):
     assert [gpus_of(c) for c in containers_of(engine, "ann")] == [[gpus[0].uuid]]
     cpu_only = hub.api("POST", "/users/ann/servers/second", json={"gpus": 0})
     assert cpu_only.status_code in (201, 202), cpu_only.text  # a CPU-only one is fine
+
+    # ann's default server dies from outside: the quota looks again, fresh, before refusing
+    ann.kill()
+    third = hub.api("POST", "/users/ann/servers/third", json={"gpus": 1})
+    assert third.status_code in (201, 202), third.text

@@ -22,6 +22,6 @@ def test_a_shared_gpu_shows_its_places_and_share():
     data = views.all_gpus(full.latest, full.history, 0, 1800, {}, {})
     assert data["totals"]["held"] == 1 and data["totals"]["shared"] == 0
     assert data["gpus"][0]["status_reason"] == "held by ann, bob (shared by 2, full)"
-    assert data["gpus"][0]["holder"]["share"] == 2
+    assert data["gpus"][0]["share"] == 2
     mine = views.user_gpus(full.latest, full.history, "bob", 0, 1800, 0, 0)
     assert mine["servers"][0]["share"] == 2 and mine["gpus_held"] == 1

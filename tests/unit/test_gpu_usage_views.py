@@ -40,7 +40,7 @@ def test_all_gpus_totals_and_outside_processes():
                               "active": 2, "idle_flagged": 1, "users_holding": 2,
                               "outside_processes": 1}
     assert [g["holder"] for g in data["gpus"]] == [
-        {"user": "ann", "server": "", "share": 1}, {"user": "bob", "server": "", "share": 1}, None]
+        {"user": "ann", "server": ""}, {"user": "bob", "server": ""}, None]
     assert [g["status"] for g in data["gpus"]] == ["held", "held", "busy"]
     assert "outside the hub" in data["gpus"][2]["status_reason"]
     assert data["outside_processes"] == [{"gpu_index": "2", "uuid": "GPU-2", "pid": 3, "used_memory": 5}]
