@@ -24,9 +24,9 @@ def containers_of(engine, user: str) -> list:
 def gets_no_gpu(hub, engine, name: str, options: dict) -> str:
     """Start ``name``'s server where no GPU fits; returns the message.
 
-    Today the start is refused (409). With the GPU wait queue it will be
-    accepted and wait instead: then check its progress shows a place in line.
-    Either way it must hold no GPU.
+    With ``queue_timeout = 0`` the start is refused (409). With the GPU wait
+    queue on it is accepted and waits instead: drop that setting and check
+    its progress shows a place in line. Either way it must hold no GPU.
     """
     response = hub.spawn(name, options)
     assert response.status_code == 409, f"{response.status_code} {response.text}"
@@ -36,7 +36,9 @@ def gets_no_gpu(hub, engine, name: str, options: dict) -> str:
 
 def test_a_class_shares_gpus_and_exclusive_servers_never_join_them(start_hub, engine):
     gpus = FakeNVML.make_gpus(2)
+    # queue_timeout 0: a start that finds no place is refused at once (see gets_no_gpu)
     hub = start_hub(gpus, extra_config="""
+        c.GPUDockerSpawner.queue_timeout = 0
         c.GPUDockerSpawner.gpu_share = 2
         c.GPUDockerSpawner.group_overrides["20-exclusive"] = {
             "groups": ["exclusive"], "spawner_override": {"gpu_share": 1}}
@@ -94,6 +96,7 @@ def test_models_and_a_quota_over_all_of_a_users_servers(start_hub, engine):
     gpus = [FakeGPU(0, fake_uuid("GPU", 0), name=A100),
             FakeGPU(1, fake_uuid("GPU", 1), name=H100),
             FakeGPU(2, fake_uuid("GPU", 2), name=H100)]
+    # the queue (where there is one) stays on: being over quota is refused, never queued
     hub = start_hub(gpus, extra_config="""
         c.JupyterHub.allow_named_servers = True
         c.GPUDockerSpawner.gpu_quota = 1
