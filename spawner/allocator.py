@@ -85,7 +85,11 @@ class NotEnoughGPUs(Exception):
         share: int = 1, model: str | None = None, total: int | None = None, shared_elsewhere: int = 0,
     ):
         self.requested, self.free, self.held = requested, free, held
+        self.inventory = inventory
         total = len(inventory.healthy) if total is None else total
+        # Worth waiting for: enough GPUs of the kind asked for exist and work,
+        # others hold them for now (``total``: the devices of the model the user may use).
+        self.may_come_free = inventory.nvml_available and 0 < requested <= total
         of_model = f"{model} " if model else ""
         if not inventory.nvml_available:
             message = (

@@ -267,3 +267,16 @@ def test_mig_devices_are_shared_like_whole_gpus():
     )
     alloc, shared = GPUAllocator(), GPURequest(1, share=2, model="mig 1g")
     assert alloc.claim(key("a"), shared, inv, GIB) == alloc.claim(key("b"), shared, inv, GIB) == ("MIG-a",)
+
+
+def test_a_refusal_says_whether_waiting_could_help():
+    inv = inventory(GPU(index="0", uuid="GPU-a", name="NVIDIA A100"), gpu(1))
+    alloc = GPUAllocator()
+    alloc.claim(key("ann"), GPURequest(1, model="A100"), inv, GIB)
+    with pytest.raises(NotEnoughGPUs) as held:
+        alloc.claim(key("bob"), GPURequest(1, model="A100"), inv, GIB)
+    assert held.value.may_come_free  # the A100 exists: ann may stop
+    alloc.release(key("ann"))
+    with pytest.raises(NotEnoughGPUs) as never:
+        alloc.claim(key("bob"), GPURequest(2, model="A100"), inv, GIB)
+    assert not never.value.may_come_free  # the host has one A100 only
