@@ -27,6 +27,30 @@ def gpu_environment(uuids: Sequence[str]) -> dict[str, str]:
     return {} if uuids else {"NVIDIA_VISIBLE_DEVICES": "void"}
 
 
+def sharing_environment(uuids: Sequence[str], share: int) -> dict[str, str]:
+    """Hints for a server whose GPUs are shared ``share`` ways: advisory, nothing
+    enforces them (time-slicing does not partition memory).
+
+    ``GPUHUB_GPU_SHARE`` and ``GPUHUB_GPU_MEMORY_FRACTION`` (1/N) for the user's
+    own code, e.g. PyTorch's ``torch.cuda.set_per_process_memory_fraction``.
+    JAX and TensorFlow take most of a GPU's memory at their first use, which
+    would starve the other sharers; their documented variables make them take
+    1/N (``XLA_PYTHON_CLIENT_MEM_FRACTION``) or grow as needed
+    (``TF_FORCE_GPU_ALLOW_GROWTH``). ``PYTORCH_CUDA_ALLOC_CONF`` is not set:
+    only recent PyTorch releases know a memory-fraction key there, and older
+    ones refuse unknown keys when CUDA starts.
+    """
+    if not uuids or share <= 1:
+        return {}
+    fraction = f"{1 / share:.4g}"
+    return {
+        "GPUHUB_GPU_SHARE": str(share),
+        "GPUHUB_GPU_MEMORY_FRACTION": fraction,
+        "XLA_PYTHON_CLIENT_MEM_FRACTION": fraction,
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+    }
+
+
 def device_requests(uuids: Sequence[str]) -> list[dict]:
     """Exactly these devices, by UUID, never by count (dockerspawner#331)."""
     if not uuids:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import labels
-from .allocator import ServerKey
+from .allocator import Holding, ServerKey
 
 # Docker states in which a container holds its GPUs. A "created" container
 # is one whose spawn is under way (or died mid-way: the reconcile removes it).
@@ -28,6 +28,7 @@ class LabelledContainer:
     gpus: tuple[str, ...]
     created: float = 0.0  # Unix time the engine made it
     lease: float = 0.0  # seconds its GPU lease runs from ``created`` (0: none)
+    share: int = 1  # servers per GPU it agreed to share with (labels.SHARE_LABEL; absent: 1)
 
     @property
     def live(self) -> bool:
@@ -56,28 +57,41 @@ def from_listing(containers: list[dict]) -> tuple[LabelledContainer, ...]:
                 gpus=labels.gpus_from_labels(container_labels),
                 created=float(container.get("Created") or 0),
                 lease=labels.number_label(container_labels, labels.LEASE_LABEL),
+                share=max(1, int(labels.number_label(container_labels, labels.SHARE_LABEL, 1))),
             )
         )
     return tuple(parsed)
 
 
-def taken(listing: tuple[LabelledContainer, ...], own_hub: str) -> dict[str, str]:
-    """UUID → holder, for every GPU named on a live container."""
-    return {
-        uuid: container.describe(own_hub)
+def taken(listing: tuple[LabelledContainer, ...], own_hub: str) -> tuple[Holding, ...]:
+    """Every live container that names GPUs: who, which GPUs, on what share."""
+    return tuple(
+        Holding(
+            name=container.describe(own_hub),
+            gpus=container.gpus,
+            share=container.share,
+            key=container.key if container.hub in ("", own_hub) else None,
+            container_id=container.id,
+        )
         for container in listing
-        if container.live
-        for uuid in container.gpus
-    }
+        if container.live and container.gpus
+    )
 
 
 def conflicts(listing: tuple[LabelledContainer, ...], mine: LabelledContainer) -> list[LabelledContainer]:
-    """Other live containers that name one of ``mine``'s GPUs."""
-    return [
-        other
-        for other in listing
-        if other.live and other.id != mine.id and set(other.gpus) & set(mine.gpus)
-    ]
+    """Other live containers on one of ``mine``'s GPUs where they do not fit together.
+
+    Servers that agreed to share a GPU N ways fit while there are at most N of
+    them, all of the same N; any other second holder is a conflict (two hubs
+    chose the same GPU at the same moment).
+    """
+    rivals: dict[str, LabelledContainer] = {}
+    for uuid in mine.gpus:
+        others = [c for c in listing if c.live and c.id != mine.id and uuid in c.gpus]
+        fits = all(c.share == mine.share for c in others) and len(others) + 1 <= mine.share
+        if others and not fits:
+            rivals.update((c.id, c) for c in others)
+    return list(rivals.values())
 
 
 def next_lease_end(listing: tuple[LabelledContainer, ...], now: float) -> float | None:

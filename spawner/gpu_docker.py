@@ -31,10 +31,10 @@ from tornado import web
 from traitlets import Int, List, TraitError, Unicode, default, validate
 
 from . import container_spec, hardening, image_source, labels, progress, user_volumes
-from .allocator import GPURequest, NotEnoughGPUs, ServerKey
-from .form import render_form
+from .allocator import GPURequest, NotEnoughGPUs, OverQuota, ServerKey
+from .form import form_context, render_form
 from .group_properties import PROPERTIES, BadGroupProperty, GroupSettings, settings_from_groups
-from .options import GPULimit, InvalidOptions, form_to_options, parse_request
+from .options import GPULimit, GPUModels, InvalidOptions, form_to_options, parse_request
 from .pool import ClaimConflict, GPUPool, QueueTimeout
 from .settings import GPUSettings
 from .user_errors import UserMistake, log_user_mistakes_once
@@ -243,13 +243,17 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
     def _allowed_image_names(self) -> list[str]:
         return list(self._get_allowed_images() or {})
 
+    def _gpu_models(self, inventory) -> GPUModels:
+        names = tuple(gpu.name for gpu in inventory.healthy)
+        return GPUModels(names, tuple(self.gpu_models), known=inventory.nvml_available)
+
     def _gpu_limit(self, inventory) -> GPULimit:
-        host_gpus = len(inventory.healthy) if inventory.nvml_available else None
+        host_gpus = self._gpu_models(inventory).count() if inventory.nvml_available else None
         return GPULimit.of(self.gpu_quota, host_gpus)
 
     def _default_gpu_count(self, inventory) -> int:
-        """``default_gpus``, capped by the quota and the healthy GPUs on the host."""
-        return min(self.default_gpus, self.gpu_quota, len(inventory.healthy))
+        """``default_gpus``, capped by the quota and the healthy GPUs the user may use."""
+        return min(self.default_gpus, self.gpu_quota, self._gpu_models(inventory).count())
 
     @staticmethod
     async def apply_gpu_options(spawner: GPUDockerSpawner, user_options: dict):
@@ -261,6 +265,7 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
                 spawner._gpu_limit(inventory),
                 spawner._default_gpu_count(inventory),
                 spawner._allowed_image_names(),
+                spawner._gpu_models(inventory),
             )
         except InvalidOptions as error:
             raise UserMistake(400, str(error)) from None
@@ -273,8 +278,8 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
 
     async def render_options_form(self) -> str:
         await self.apply_group_overrides()
-        free, inventory = await self.pool.free_count(self.busy_memory_threshold)
-        names = sorted({gpu.name for gpu in inventory.healthy if gpu.name})
+        request = GPURequest(1, share=self.gpu_share, allowed_models=tuple(self.gpu_models))
+        free, inventory = await self.pool.offer(self.busy_memory_threshold, request)
         return render_form(
             self.options_form_template_paths,
             notice=await self.pool.notice_for(self.server_key),
@@ -282,13 +287,12 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
             quota=self.gpu_quota,
             offered=self._gpu_limit(inventory).most if inventory.nvml_available else 0,
             default_gpus=self._default_gpu_count(inventory),
-            free=free,
-            total=len(inventory.healthy),
             nvml_available=inventory.nvml_available,
             unavailable_reason=inventory.unavailable_reason,
-            gpu_names=", ".join(names),
             images=self._allowed_image_names(),
             image=self.image,
+            **form_context(self._gpu_models(inventory), free, self.gpu_share,
+                           None if callable(self.mem_limit) else self.mem_limit),
         )
 
     # ---- lifecycle -------------------------------------------------------
@@ -297,7 +301,13 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         try:
             uuids = await self.pool.claim_or_wait(
                 self.server_key,
-                GPURequest(self.gpu_request),
+                GPURequest(
+                    self.gpu_request,
+                    share=self.gpu_share,
+                    model=(self.user_options or {}).get("gpu_model") or None,  # checked by parse_request
+                    user_quota=self.gpu_quota,
+                    allowed_models=tuple(self.gpu_models),
+                ),
                 self.busy_memory_threshold,
                 # a spawn that dies without giving its GPUs back loses them after this
                 expires_in=self.start_timeout + self.reconcile_interval,
@@ -306,14 +316,14 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
                 priority=self.queue_priority,
                 on_wait=self._report_queue_place,
             )
-        except (NotEnoughGPUs, QueueTimeout) as error:
+        except (NotEnoughGPUs, OverQuota, QueueTimeout) as error:
             raise UserMistake(409, str(error)) from None
         if uuids:
             self.log.info("Assigned GPU(s) %s to %s", ",".join(uuids), self._log_name)
         return uuids
 
     def _report_queue_place(self, place: int, refusal: NotEnoughGPUs | None) -> None:
-        total = len(refusal.inventory.healthy) if refusal else 0
+        total = refusal.total if refusal else 0
         free = refusal.free if refusal else 0
         self.log.info("%s waits for %d GPU(s): position %d in the queue", self._log_name,
                       self.gpu_request, place)
@@ -518,7 +528,8 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         )
 
     def get_env(self):
-        env = super().get_env()
+        # the sharing hints first: the admin's ``environment`` may override them
+        env = {**container_spec.sharing_environment(self.gpu_uuids, self.gpu_share), **super().get_env()}
         env.update(container_spec.gpu_environment(self.gpu_uuids))
         return env
 

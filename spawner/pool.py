@@ -40,7 +40,7 @@ import docker.errors
 
 from . import engine, labels, progress
 from .admission import StartGate
-from .allocator import GPUAllocator, GPURequest, NotEnoughGPUs, ServerKey
+from .allocator import GPUAllocator, GPURequest, NotEnoughGPUs, OverQuota, ServerKey
 from .gpu_status import Status
 from .inventory import GPU, Inventory, NvmlInventory
 from .waiting_line import Ticket, WaitingLine
@@ -141,10 +141,11 @@ class GPUPool:
     async def claim(
         self, key: ServerKey, request: GPURequest, busy_memory: int, expires_in: float, prefer=()
     ) -> tuple[str, ...]:
-        """Choose and claim the GPUs ``request`` asks for, for ``key``; raises NotEnoughGPUs.
+        """Choose and claim the GPUs ``request`` asks for, for ``key``; raises
+        OverQuota (the user's other servers hold too many) or NotEnoughGPUs.
 
         Before refusing, looks again with fresh readings: containers that
-        died since, jobs outside the hub that ended.
+        died since (the user's other servers too), jobs outside the hub that ended.
         """
         self._tracked.add(key)
         if request.count <= 0:
@@ -153,7 +154,7 @@ class GPUPool:
         inventory, listing = await asyncio.gather(self.inventory.snapshot(), self.listing())
         try:
             return self._choose(key, request, inventory, listing, busy_memory, expires_in, prefer)
-        except NotEnoughGPUs:
+        except (NotEnoughGPUs, OverQuota):
             pass
         since = self.claims.mark()
         inventory, listing = await asyncio.gather(
@@ -170,7 +171,7 @@ class GPUPool:
         """Choose-and-claim in one synchronous step (no other spawn runs in between)."""
         return self.claims.claim(
             key,
-            request.count,
+            request,
             inventory,
             busy_memory,
             taken=engine.taken(listing, self.hub_id),
@@ -359,9 +360,14 @@ class GPUPool:
 
     # ---- what the form and refusals show ----------------------------------------
     async def free_count(self, busy_memory: int) -> tuple[int, Inventory]:
-        inventory, listing = await asyncio.gather(self.inventory.snapshot(), self.listing())
-        free = self.claims.free_gpus(inventory, busy_memory, engine.taken(listing, self.hub_id))
+        free, inventory = await self.offer(busy_memory)
         return len(free), inventory
+
+    async def offer(self, busy_memory: int, request: GPURequest = GPURequest(1)):
+        """The devices ``request`` could get now (best first), and the reading: (gpus, inventory)."""
+        inventory, listing = await asyncio.gather(self.inventory.snapshot(), self.listing())
+        taken = engine.taken(listing, self.hub_id)
+        return self.claims.free_gpus(inventory, busy_memory, taken, request), inventory
 
     def _log_unavailable(self, inventory, listing, busy_memory: int) -> None:
         taken = engine.taken(listing, self.hub_id)

@@ -21,7 +21,9 @@ class GPUSettings(Configurable):
         1,
         min=0,
         config=True,
-        help="""Most GPUs one server may ask for.
+        help="""Most GPUs a user may hold over all their servers (named servers
+        too), and so the most one server may ask for. A start that would pass it
+        is refused (HTTP 409) naming the servers that hold them.
 
         Default: 1. Set per group with JupyterHub's ``group_overrides``::
 
@@ -217,8 +219,9 @@ class GPUSettings(Configurable):
 
         Only servers with the same ``gpu_share`` share a GPU: an exclusive
         server never lands on a shared GPU, nor a shared one on an exclusive
-        GPU. Memory is not partitioned between sharers (``gpu_memory_fraction``
-        is advisory). Per group with the group property ``gpu_share`` or
+        GPU. Memory is not partitioned between sharers: their servers get
+        ``GPUHUB_GPU_MEMORY_FRACTION`` = 1/N, advisory. MIG devices are shared
+        like whole GPUs. Per group with the group property ``gpu_share`` or
         ``group_overrides``. Default: 1 (``GPUHUB_GPU_SHARE``)::
 
             c.GPUDockerSpawner.gpu_share = 4

@@ -40,6 +40,7 @@ def servers_from_containers(containers: list[dict], name_prefix: str = "") -> tu
                 gpus=gpu_labels.gpus_from_labels(labels),
                 created=float(container.get("Created") or 0),
                 image=labels.get(gpu_labels.IMAGE_LABEL) or container.get("ImageID", ""),
+                share=max(1, int(gpu_labels.number_label(labels, gpu_labels.SHARE_LABEL, 1))),
             )
         )
     return tuple(servers)

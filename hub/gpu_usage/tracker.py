@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from gpuhub.spawner.gpu_status import DEFAULT_BUSY_MEMORY, GPUStatus, status_of
+from gpuhub.spawner.gpu_status import DEFAULT_BUSY_MEMORY, GPUStatus, Holder, status_of
 from gpuhub.spawner.inventory import GPU, Inventory
 
 
@@ -21,6 +21,7 @@ class Server:
     gpus: tuple[str, ...]
     created: float  # epoch seconds: when it got its GPUs
     image: str = ""  # the image it runs: repo digest or image ID (labels.IMAGE_LABEL)
+    share: int = 1  # servers per GPU it shares with (labels.SHARE_LABEL; 1: exclusive)
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,10 @@ class Tracker:
         ``owners`` maps NVML host PIDs to container IDs (from attribution).
         """
         holder_of = {uuid: server for server in servers for uuid in server.gpus}
+        sharers = {}  # uuid -> every server on it (several on a shared GPU)
+        for server in servers:
+            for uuid in server.gpus:
+                sharers.setdefault(uuid, []).append(Holder(holder_name(server), server.share))
         by_container = {server.container_id: server for server in servers}
         devices = []
         for gpu in inventory.gpus:
@@ -164,7 +169,7 @@ class Tracker:
                     gpu=gpu,
                     holder=holder,
                     processes=processes,
-                    status=status_of(gpu, holder_name(holder), self.busy_memory),
+                    status=status_of(gpu, sharers.get(gpu.uuid), self.busy_memory),
                     active=active,
                     idle_seconds=max(0.0, now - idle_from),
                     held_seconds=max(0.0, now - holder.created) if holder else None,

@@ -34,6 +34,7 @@ def device_model(device: Device, history: History, since: float, idle_flag: floa
         # free / held / busy / unhealthy, as the spawner decides (gpu_status)
         "status": device.status.status.value,
         "status_reason": device.status.reason,
+        "share": device.status.share,  # servers that may share it (1: exclusive, or nobody's)
         "held_seconds": round(device.held_seconds) if device.held_seconds is not None else None,
         "active": device.active,
         "idle_seconds": round(device.idle_seconds),
@@ -63,7 +64,8 @@ def user_gpus(sample: Sample, history: History, user: str, since: float, idle_fl
                 if p.holder is not None and p.holder.container_id == server.container_id
             ]
             gpus.append(model)
-        servers.append({"name": server.server, "gpus": gpus, "gpu_count": len(server.gpus)})
+        servers.append({"name": server.server, "gpus": gpus, "gpu_count": len(server.gpus),
+                        "share": server.share})
     return {
         "user": user,
         "time": sample.time,
@@ -106,7 +108,7 @@ def all_gpus(sample: Sample, history: History, since: float, idle_flag: float,
         ],
         # which image each server runs, so an admin sees what code holds the GPUs
         "servers": [
-            {"user": s.user, "server": s.server, "gpus": len(s.gpus), "image": s.image}
+            {"user": s.user, "server": s.server, "gpus": len(s.gpus), "image": s.image, "share": s.share}
             for s in sorted(sample.servers, key=lambda s: (s.user, s.server))
         ],
         "users": [

@@ -55,7 +55,7 @@ def test_user_picks_gpus_in_the_spawn_form(start_hub, engine, page):
 
     help_text = page.locator("#gpuhub-gpus-help")
     expect(help_text).to_contain_text("3 of 4 GPUs free right now (NVIDIA H100 80GB HBM3)")
-    expect(help_text).to_contain_text("Your quota: 2 GPUs per server")
+    expect(help_text).to_contain_text("Your quota: 2 GPUs over all your servers")
     options = page.locator("#gpuhub-gpus option").all_inner_texts()
     assert [o.strip() for o in options] == ["0 (CPU only)", "1", "2"]
     page.screenshot(path=ARTIFACTS / "spawn-form.png", full_page=True)

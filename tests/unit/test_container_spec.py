@@ -39,3 +39,15 @@ def test_cpu_only_server_gets_no_devices_and_void_visible_devices():
     }
     assert spec.gpu_environment([]) == {"NVIDIA_VISIBLE_DEVICES": "void"}
     assert spec.gpu_environment(["GPU-a"]) == {}
+
+
+def test_shared_gpu_servers_get_advisory_memory_hints_only_when_shared():
+    assert spec.sharing_environment(["GPU-a"], 1) == {}
+    assert spec.sharing_environment([], 4) == {}  # CPU-only: nothing to share
+    assert spec.sharing_environment(["GPU-a"], 4) == {
+        "GPUHUB_GPU_SHARE": "4",
+        "GPUHUB_GPU_MEMORY_FRACTION": "0.25",
+        "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.25",
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+    }
+    assert spec.sharing_environment(["GPU-a"], 3)["GPUHUB_GPU_MEMORY_FRACTION"] == "0.3333"

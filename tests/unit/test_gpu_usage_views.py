@@ -36,7 +36,7 @@ def test_all_gpus_totals_and_outside_processes():
     sample, history = sample_and_history()
     data = views.all_gpus(sample, history, 0, 0, {"ann": 2.0, "old": 1.0}, {"ann": 1.0})
     # GPU-2 is held by nobody but runs a job outside the hub: busy, not free.
-    assert data["totals"] == {"gpus": 3, "held": 2, "free": 0, "busy": 1, "unhealthy": 0,
+    assert data["totals"] == {"gpus": 3, "held": 2, "shared": 0, "free": 0, "busy": 1, "unhealthy": 0,
                               "active": 2, "idle_flagged": 1, "users_holding": 2,
                               "outside_processes": 1}
     assert [g["holder"] for g in data["gpus"]] == [
@@ -93,13 +93,13 @@ def test_the_all_gpus_view_names_each_servers_image():
 
     containers = [{"Id": ANN, "Names": ["/gpuhub-ann"], "ImageID": "sha256:1", "Labels": {
         "gpuhub.user": "ann", "gpuhub.server": "", "gpuhub.gpus": "GPU-0",
-        "gpuhub.image": "gpuhub/pytorch-notebook@sha256:2"}},
+        "gpuhub.image": "gpuhub/pytorch-notebook@sha256:2", "gpuhub.gpu_share": "2"}},
         {"Id": BOB, "Names": ["/gpuhub-bob"], "ImageID": "sha256:3",  # made before the label
          "Labels": {"gpuhub.user": "bob", "gpuhub.gpus": ""}}]
     tracker = Tracker()
     tracker.update(100, Inventory(gpus=()), servers_from_containers(containers), {})
     data = views.all_gpus(tracker.latest, tracker.history, 0, 1800, {}, {})
     assert data["servers"] == [
-        {"user": "ann", "server": "", "gpus": 1, "image": "gpuhub/pytorch-notebook@sha256:2"},
-        {"user": "bob", "server": "", "gpus": 0, "image": "sha256:3"},
+        {"user": "ann", "server": "", "gpus": 1, "image": "gpuhub/pytorch-notebook@sha256:2", "share": 2},
+        {"user": "bob", "server": "", "gpus": 0, "image": "sha256:3", "share": 1},  # no label: 1
     ]

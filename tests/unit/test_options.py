@@ -4,7 +4,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpuhub.spawner.options import GPULimit, InvalidOptions, form_to_options, parse_request
+from gpuhub.spawner.options import (
+    GPULimit,
+    GPUModels,
+    InvalidOptions,
+    form_to_options,
+    parse_request,
+)
 
 IMAGES = ["gpuhub/pytorch-notebook:2.6", "gpuhub/pytorch-notebook:2.7"]
 
@@ -98,3 +104,46 @@ def test_limit_and_message_follow_what_the_form_offers():
     )
     # NVML cannot say how many GPUs there are: the quota (a GPU spawn then gets the 409 that says why)
     assert parse_request({"gpus": 1}, GPULimit.of(1, None), default_gpus=0, images=IMAGES).gpus == 1
+
+
+# ---- GPU model choice (issue 10) --------------------------------------------------
+
+MIXED = GPUModels(("NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"))
+
+
+@pytest.mark.parametrize("value, model", [("A100", "A100"), (" h100 ", "h100"), ("", None), (None, None)])
+def test_gpu_model_names_part_of_a_model_ignoring_case(value, model):
+    request = parse_request({"gpus": 1, "gpu_model": value}, GPULimit.of(2, 3), 1, IMAGES, MIXED)
+    assert request.gpu_model == model
+
+
+def test_unknown_or_disallowed_model_is_a_400_listing_the_models():
+    with pytest.raises(InvalidOptions) as unknown:
+        parse_request({"gpu_model": "V100"}, GPULimit.of(2, 3), 1, IMAGES, MIXED)
+    assert str(unknown.value) == (
+        "gpu_model must be part of the name of a GPU model you may use: "
+        "NVIDIA A100-SXM4-80GB, NVIDIA H100 80GB HBM3; got 'V100'."
+    )
+    h100_only = GPUModels(MIXED.devices, allowed=("H100",))
+    with pytest.raises(InvalidOptions) as disallowed:
+        parse_request({"gpu_model": "A100"}, GPULimit.of(2, 2), 1, IMAGES, h100_only)
+    assert str(disallowed.value) == (
+        "gpu_model must be part of the name of a GPU model you may use: NVIDIA H100 80GB HBM3 "
+        "(this host has: NVIDIA A100-SXM4-80GB, NVIDIA H100 80GB HBM3); got 'A100'."
+    )
+    assert h100_only.count() == 2
+    with pytest.raises(InvalidOptions, match="gpu_model must be part of a GPU model's name"):
+        parse_request({"gpu_model": 100}, GPULimit.of(2, 3), 1, IMAGES, MIXED)
+
+
+def test_more_gpus_of_a_model_than_the_host_has_is_a_400():
+    with pytest.raises(InvalidOptions) as refused:
+        parse_request({"gpus": 2, "gpu_model": "A100"}, GPULimit.of(4, 3), 1, IMAGES, MIXED)
+    assert str(refused.value) == (
+        "gpus must be a whole number from 0 to 1 (this host has 1 A100 GPU(s) you may use), got 2."
+    )
+
+
+def test_without_nvml_any_model_name_passes_to_the_409():
+    unknown = GPUModels((), known=False)
+    assert parse_request({"gpu_model": "A100"}, GPULimit.of(1, None), 0, IMAGES, unknown).gpu_model == "A100"
