@@ -422,6 +422,9 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
     def get_env(self):
         env = super().get_env()
         env.update(container_spec.gpu_environment(self.gpu_uuids))
+        activity = container_spec.activity_environment(self.gpu_idle_timeout if self.gpu_uuids else 0)
+        for name, value in activity.items():
+            env.setdefault(name, value)  # a site's own `environment` setting wins
         return env
 
     async def poll(self):

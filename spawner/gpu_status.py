@@ -11,8 +11,8 @@ The allocator, the spawn form, the usage pages and the metrics all call
   zombie contexts): not handed out;
 - **free**: none of these: it can be handed out.
 
-Whether a *held* GPU is being used (utilization) is another question,
-answered by the usage service's *active*/*idle*.
+Whether a *held* GPU is being used is another question, answered by
+:func:`in_use` (the usage service's *active*/*idle*, and GPU idle reclaim).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from .inventory import GPU
 
 DEFAULT_BUSY_MEMORY = 1024**3  # bytes: 1 GiB (GPUDockerSpawner.busy_memory_threshold)
+DEFAULT_IN_USE_UTILIZATION = 5  # percent (GpuUsageApp.active_utilization)
 
 
 class Status(str, enum.Enum):
@@ -71,3 +72,9 @@ def status_of(gpu: GPU, holder: str | None, busy_memory: int = DEFAULT_BUSY_MEMO
             f"(limit for a free GPU: {format_bytes(busy_memory)})",
         )
     return GPUStatus(Status.FREE)
+
+
+def in_use(utilization: int | None, processes: int, threshold: int = DEFAULT_IN_USE_UTILIZATION) -> bool:
+    """Whether a GPU is being used: a compute process on it, or utilization at
+    or above ``threshold`` %. An unknown utilization (None) with no process is not use."""
+    return processes > 0 or (utilization or 0) >= threshold

@@ -40,6 +40,8 @@ def servers_from_containers(containers: list[dict], name_prefix: str = "") -> tu
                 gpus=gpu_labels.gpus_from_labels(labels),
                 created=float(container.get("Created") or 0),
                 image=labels.get(gpu_labels.IMAGE_LABEL) or container.get("ImageID", ""),
+                lease=gpu_labels.number_label(labels, gpu_labels.LEASE_LABEL),
+                idle_timeout=gpu_labels.number_label(labels, gpu_labels.IDLE_TIMEOUT_LABEL),
             )
         )
     return tuple(servers)
