@@ -69,9 +69,11 @@ def decide(
 ) -> Verdict:
     """What to do with one running server that holds ``gpus`` GPUs.
 
-    ``started``: when it started (the hub's ``started``; the container's
-    creation time is never later, so a check with it instead only errs
-    towards keeping). ``last_activity``: the hub's, None when unknown.
+    ``started``: since when it holds its GPUs: the later of its container's
+    creation (after any wait in the GPU queue) and the hub's ``started`` (a
+    kept container, ``remove = False``, was created long before). A check
+    with the creation time alone can only err towards acting, never keeping.
+    ``last_activity``: the hub's, None when unknown.
     """
     if gpus <= 0:
         return KEEP

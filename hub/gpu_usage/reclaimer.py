@@ -5,7 +5,7 @@ never its volumes; the hub's pool releases the GPUs to the queue).
 
 Cheap when nothing happens: the decision runs first on what the sample knows
 (the container's creation time, no activity), which can only err towards
-acting; the hub is asked for the server's ``started`` and ``last_activity``
+acting (see :func:`.reclaim.decide`); the hub is asked for the server's ``started`` and ``last_activity``
 only for servers that this first pass would warn or stop.
 """
 
@@ -92,7 +92,7 @@ class Reclaimer:
         if sample is None or now - sample.time > self.max_sample_age:
             return  # no fresh readings: nobody can say a GPU is idle
         self._stopping &= {s.container_id for s in sample.servers}
-        warnings = {}
+        warnings, stops = {}, []
         for server in sample.servers:
             if not server.gpus or server.container_id in self._stopping:
                 continue
@@ -104,7 +104,7 @@ class Reclaimer:
             model = await self.hub.server(server.user, server.server)
             if model is None or model.get("pending") or not model.get("ready"):
                 continue  # starting or stopping: not ours to judge yet
-            verdict = decide(started=epoch(model.get("started")) or server.created,
+            verdict = decide(started=max(server.created, epoch(model.get("started")) or 0.0),
                              last_activity=epoch(model.get("last_activity")), **terms)
             if verdict.action is Action.WARN:
                 key = (server.user, server.server)
@@ -112,12 +112,13 @@ class Reclaimer:
                     self.log.info("GPU lease of %s: %s; the user is warned", holder_name(server), verdict.reason)
                 warnings[key] = verdict
             elif verdict.action is Action.RECLAIM:
-                await self.reclaim(server, verdict, now)
+                stops.append(self.reclaim(server, verdict, now))
         self.warnings = warnings
+        await asyncio.gather(*stops)  # together: the hub may take 10 s to answer each
 
     async def reclaim(self, server: Server, verdict: Verdict, now: float) -> None:
         name = holder_name(server)
-        self._stopping.add(server.container_id)
+        self._stopping.add(server.container_id)  # later checks skip it until its container is gone
         try:
             await self.hub.stop(server.user, server.server)
         except HTTPClientError as error:  # e.g. 400: a stop or start is pending; try again next time
