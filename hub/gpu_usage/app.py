@@ -166,6 +166,17 @@ class GpuUsageApp(Application):
         """,
     ).tag(config=True)
 
+    hub_id = Unicode(
+        "",
+        help="""The hub's ``c.GPUDockerSpawner.hub_id`` (the ``gpuhub.hub`` label): GPU
+        reclaim stops only this hub's servers, never those of another hub on the
+        same Docker engine. ``configure_gpu_usage`` passes the hub's. Default "":
+        every labelled server (one hub per engine).
+
+        c.GpuUsageApp.hub_id = "gpuhub-3f2a9c01b2d4"
+        """,
+    ).tag(config=True)
+
     hub_template_paths = List(
         Unicode(),
         [HUB_TEMPLATES],
@@ -234,7 +245,7 @@ class GpuUsageApp(Application):
             lambda: self.tracker.latest,
             HubServers(env("JUPYTERHUB_API_URL", ""), env("JUPYTERHUB_API_TOKEN", "")),
             self.reclaim_log, self.reclaim_interval, self.lease_warning_seconds,
-            max_sample_age=max(60, 3 * self.interval), log=self.log,
+            max_sample_age=max(60, 3 * self.interval), hub_id=self.hub_id, log=self.log,
         )
 
     def exit_with(self, message: str):

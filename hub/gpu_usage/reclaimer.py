@@ -70,11 +70,11 @@ def gpu_idle_since(sample: Sample, server: Server) -> float | None:
 
 class Reclaimer:
     """Every ``interval`` seconds: warn about leases that end soon, stop servers
-    that lost their GPUs. ``warnings`` (user, server) -> verdict is what the
+    that lost their GPUs (only this hub's, labelled ``hub_id``). ``warnings`` (user, server) -> verdict is what the
     pages show."""
 
     def __init__(self, latest: Callable[[], Sample | None], hub: HubServers, record: ReclaimLog,
-                 interval: float, warn_before: float, max_sample_age: float,
+                 interval: float, warn_before: float, max_sample_age: float, hub_id: str = "",
                  log: logging.Logger | None = None):
         self.latest = latest
         self.hub = hub
@@ -82,6 +82,7 @@ class Reclaimer:
         self.interval = interval
         self.warn_before = warn_before
         self.max_sample_age = max_sample_age
+        self.hub_id = hub_id  # "" : every labelled server (one hub per engine)
         self.log = log or logging.getLogger(__name__)
         self.warnings: dict[tuple[str, str], Verdict] = {}
         self._stopping: set[str] = set()  # container IDs asked to stop, until they are gone
@@ -94,6 +95,8 @@ class Reclaimer:
         self._stopping &= {s.container_id for s in sample.servers}
         warnings, stops = {}, []
         for server in sample.servers:
+            if self.hub_id and server.hub != self.hub_id:
+                continue  # another hub's server on this engine: its user is not ours
             if not server.gpus or server.container_id in self._stopping:
                 continue
             terms = dict(now=now, gpus=len(server.gpus), idle_timeout=server.idle_timeout,

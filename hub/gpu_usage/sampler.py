@@ -42,6 +42,7 @@ def servers_from_containers(containers: list[dict], name_prefix: str = "") -> tu
                 image=labels.get(gpu_labels.IMAGE_LABEL) or container.get("ImageID", ""),
                 lease=gpu_labels.number_label(labels, gpu_labels.LEASE_LABEL),
                 idle_timeout=gpu_labels.number_label(labels, gpu_labels.IDLE_TIMEOUT_LABEL),
+                hub=labels.get(gpu_labels.HUB_LABEL, ""),
             )
         )
     return tuple(servers)

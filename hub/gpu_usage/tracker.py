@@ -25,6 +25,7 @@ class Server:
     image: str = ""  # the image it runs: repo digest or image ID (labels.IMAGE_LABEL)
     lease: float = 0  # seconds it may hold GPUs (labels.LEASE_LABEL); 0: no lease
     idle_timeout: float = 0  # seconds of GPU idleness before reclaim (labels.IDLE_TIMEOUT_LABEL); 0: never
+    hub: str = ""  # the hub that runs it (labels.HUB_LABEL)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,9 @@ def configure_gpu_usage(c: Config, *, state_dir, port: int | str, environ=None) 
         *(f"--GpuUsageApp.hub_template_vars={name}={value}"
           for name, value in current(hub, "template_vars", {}).items() if isinstance(value, str)),
     ]
+    hub_id = current(c.GPUDockerSpawner, "hub_id", None)
+    if hub_id:  # GPU reclaim stops this hub's servers only
+        command.append(f"--GpuUsageApp.hub_id={hub_id}")
     busy_memory = current(c.GPUDockerSpawner, "busy_memory_threshold", None)
     if busy_memory is not None:  # the same rule for "free" as the spawner's
         command.append(f"--GpuUsageApp.busy_memory_threshold={busy_memory}")

@@ -151,3 +151,36 @@ def test_the_idle_culler_is_a_scoped_service_never_admin():
     for bad in ("1h", "-5", "²", "1.5"):
         with pytest.raises(IdleCullerSettingsError, match="whole number of seconds"):
             configure_idle_culler(Config(), {"GPUHUB_IDLE_TIMEOUT": bad})
+
+
+class FakeHub:
+    """Stands in for the hub REST API (HubServers) in a unit test of the loop's choices."""
+
+    def __init__(self):
+        self.stopped = []
+
+    async def server(self, user, server):
+        return {"ready": True, "pending": None, "started": None, "last_activity": None}
+
+    async def stop(self, user, server):
+        self.stopped.append((user, server))
+
+
+async def test_the_loop_stops_this_hubs_idle_servers_once_and_never_another_hubs(tmp_path):
+    from gpuhub.hub.gpu_usage.reclaimer import Reclaimer
+
+    tracker = Tracker(max_gap=10**6)
+    ours = Server("a" * 64, "ann", "", ("GPU-0",), created=0, idle_timeout=20, hub="hub-a")
+    theirs = Server("b" * 64, "ann", "x", ("GPU-1",), created=0, idle_timeout=20, hub="hub-b")
+    tracker.update(0, Inventory(gpus=(gpu(0, 0), gpu(1, 0))), (ours, theirs), {})
+    tracker.update(30, Inventory(gpus=(gpu(0, 0), gpu(1, 0))), (ours, theirs), {})
+    hub, log = FakeHub(), ReclaimLog(tmp_path / "usage.sqlite")
+    reclaimer = Reclaimer(lambda: tracker.latest, hub, log, interval=1, warn_before=900,
+                          max_sample_age=60, hub_id="hub-a")
+    await reclaimer.check(now=31)
+    await reclaimer.check(now=32)  # its container is still there: not stopped twice
+    assert hub.stopped == [("ann", "")]
+    (record,) = log.recent()
+    assert (record.user, record.gpus, record.kind) == ("ann", ("GPU-0",), "idle")
+    await reclaimer.check(now=31 + 61)  # a stale sample: nobody can say a GPU is idle
+    assert len(hub.stopped) == 1
