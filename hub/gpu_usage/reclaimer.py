@@ -3,10 +3,12 @@ latest sample, and stops through the hub's REST API those whose GPUs are
 idle or whose lease has ended (files kept: the spawner removes the container,
 never its volumes; the hub's pool releases the GPUs to the queue).
 
-Cheap when nothing happens: the decision runs first on what the sample knows
-(the container's creation time, no activity), which can only err towards
-acting (see :func:`.reclaim.decide`); the hub is asked for the server's ``started`` and ``last_activity``
-only for servers that this first pass would warn or stop.
+Cheap when nothing happens: the decision runs first on what the service
+already knows (the container's creation time, the activity the hub last
+reported, or none), which can only err towards acting, since activity only
+moves later (see :func:`.reclaim.decide`); the hub is asked for the server's
+``started`` and ``last_activity`` only for servers that this first pass would
+warn or stop: a user at work with an idle GPU costs one request per idle timeout.
 """
 
 from __future__ import annotations
@@ -86,13 +88,16 @@ class Reclaimer:
         self.log = log or logging.getLogger(__name__)
         self.warnings: dict[tuple[str, str], Verdict] = {}
         self._stopping: set[str] = set()  # container IDs asked to stop, until they are gone
+        self._known: dict[str, tuple[float, float | None]] = {}  # container ID -> (started, last_activity)
 
     async def check(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
         sample = self.latest()
         if sample is None or now - sample.time > self.max_sample_age:
             return  # no fresh readings: nobody can say a GPU is idle
-        self._stopping &= {s.container_id for s in sample.servers}
+        present = {s.container_id for s in sample.servers}
+        self._stopping &= present
+        self._known = {cid: known for cid, known in self._known.items() if cid in present}
         warnings, stops = {}, []
         for server in sample.servers:
             if self.hub_id and server.hub != self.hub_id:
@@ -102,13 +107,16 @@ class Reclaimer:
             terms = dict(now=now, gpus=len(server.gpus), idle_timeout=server.idle_timeout,
                          lease=server.lease, gpu_idle_since=gpu_idle_since(sample, server),
                          warn_before=self.warn_before)
-            if decide(started=server.created, last_activity=None, **terms).action is Action.KEEP:
+            started, last_activity = self._known.get(server.container_id, (server.created, None))
+            if decide(started=started, last_activity=last_activity, **terms).action is Action.KEEP:
                 continue
             model = await self.hub.server(server.user, server.server)
             if model is None or model.get("pending") or not model.get("ready"):
                 continue  # starting or stopping: not ours to judge yet
-            verdict = decide(started=max(server.created, epoch(model.get("started")) or 0.0),
-                             last_activity=epoch(model.get("last_activity")), **terms)
+            started = max(server.created, epoch(model.get("started")) or 0.0)
+            last_activity = epoch(model.get("last_activity"))
+            self._known[server.container_id] = (started, last_activity)
+            verdict = decide(started=started, last_activity=last_activity, **terms)
             if verdict.action is Action.WARN:
                 key = (server.user, server.server)
                 if key not in self.warnings:

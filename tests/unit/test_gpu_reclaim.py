@@ -156,11 +156,14 @@ def test_the_idle_culler_is_a_scoped_service_never_admin():
 class FakeHub:
     """Stands in for the hub REST API (HubServers) in a unit test of the loop's choices."""
 
-    def __init__(self):
+    def __init__(self, last_activity=None):
         self.stopped = []
+        self.asked = 0
+        self.last_activity = last_activity
 
     async def server(self, user, server):
-        return {"ready": True, "pending": None, "started": None, "last_activity": None}
+        self.asked += 1
+        return {"ready": True, "pending": None, "started": None, "last_activity": self.last_activity}
 
     async def stop(self, user, server):
         self.stopped.append((user, server))
@@ -184,3 +187,20 @@ async def test_the_loop_stops_this_hubs_idle_servers_once_and_never_another_hubs
     assert (record.user, record.gpus, record.kind) == ("ann", ("GPU-0",), "idle")
     await reclaimer.check(now=31 + 61)  # a stale sample: nobody can say a GPU is idle
     assert len(hub.stopped) == 1
+
+
+async def test_a_user_at_work_with_an_idle_gpu_costs_one_hub_request_per_idle_timeout(tmp_path):
+    from gpuhub.hub.gpu_usage.reclaimer import Reclaimer
+
+    tracker = Tracker(max_gap=10**6)
+    server = Server("a" * 64, "ann", "", ("GPU-0",), created=T0, idle_timeout=20)
+    hub = FakeHub(last_activity="2026-11-22T14:00:25Z")  # T0 + 25
+    reclaimer = Reclaimer(lambda: tracker.latest, hub, ReclaimLog(tmp_path / "usage.sqlite"),
+                          interval=1, warn_before=900, max_sample_age=60)
+    for now in range(21, 45):
+        tracker.update(T0 + now, Inventory(gpus=(gpu(0, 0),)), (server,), {})
+        await reclaimer.check(now=T0 + now)
+    assert hub.asked == 1 and hub.stopped == []  # asked at +21; next when +25 + 20 passes
+    tracker.update(T0 + 45, Inventory(gpus=(gpu(0, 0),)), (server,), {})
+    await reclaimer.check(now=T0 + 45)
+    assert hub.asked == 2 and hub.stopped == [("ann", "")]
