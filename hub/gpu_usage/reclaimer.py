@@ -110,7 +110,12 @@ class Reclaimer:
             started, last_activity = self._known.get(server.container_id, (server.created, None))
             if decide(started=started, last_activity=last_activity, **terms).action is Action.KEEP:
                 continue
-            model = await self.hub.server(server.user, server.server)
+            try:
+                model = await self.hub.server(server.user, server.server)
+            except Exception as error:  # one server's trouble must not stop the others' checks
+                self.log.warning("GPU reclaim: the hub did not say how %s is (%s); asking again "
+                                 "at the next check", holder_name(server), error)
+                continue
             if model is None or model.get("pending") or not model.get("ready"):
                 continue  # starting or stopping: not ours to judge yet
             started = max(server.created, epoch(model.get("started")) or 0.0)

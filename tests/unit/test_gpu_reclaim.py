@@ -204,3 +204,24 @@ async def test_a_user_at_work_with_an_idle_gpu_costs_one_hub_request_per_idle_ti
     tracker.update(T0 + 45, Inventory(gpus=(gpu(0, 0),)), (server,), {})
     await reclaimer.check(now=T0 + 45)
     assert hub.asked == 2 and hub.stopped == [("ann", "")]
+
+
+async def test_one_servers_failed_lookup_does_not_stop_the_others_checks(tmp_path):
+    from gpuhub.hub.gpu_usage.reclaimer import Reclaimer
+
+    class HalfBrokenHub(FakeHub):
+        async def server(self, user, server):
+            if user == "ann":
+                raise ConnectionError("hub restarting")
+            return await super().server(user, server)
+
+    tracker = Tracker(max_gap=10**6)
+    servers = tuple(Server(c * 64, user, "", (f"GPU-{i}",), created=0, idle_timeout=20)
+                    for i, (c, user) in enumerate((("a", "ann"), ("b", "bob"))))
+    for now in (0, 30):
+        tracker.update(now, Inventory(gpus=(gpu(0, 0), gpu(1, 0))), servers, {})
+    hub = HalfBrokenHub()
+    reclaimer = Reclaimer(lambda: tracker.latest, hub, ReclaimLog(tmp_path / "usage.sqlite"),
+                          interval=1, warn_before=900, max_sample_age=60)
+    await reclaimer.check(now=31)
+    assert hub.stopped == [("bob", "")]
