@@ -12,6 +12,7 @@ from gpuhub.hub.auth.native import NATIVE_PAGE, NATIVE_TEMPLATE_ROOT, NativeAcco
 from gpuhub.hub.auth.oauth import OAUTH_KINDS, OAuthSettingsError, oauth_config
 from gpuhub.hub.bootstrap import ensure_fenced_network, ensure_private_dir, ensure_secret_file
 from gpuhub.hub.gpu_usage.wiring import configure_gpu_usage
+from gpuhub.hub.idle_culler import IdleCullerSettingsError, configure_idle_culler
 from gpuhub.hub.identity import ensure_hub_id, ensure_prefix_is_ours
 from gpuhub.hub.variables import apply_hub_variables
 from gpuhub.spawner import GPUDockerSpawner
@@ -90,6 +91,12 @@ except ValueError as error:
 config_d = Path(env("GPUHUB_CONFIG_D", Path(__file__).parent / "jupyterhub_config.d"))
 for path in sorted(config_d.glob("*.py")):
     load_subconfig(str(path))  # noqa: F821
+
+# ---- idle servers: jupyterhub-idle-culler, scoped role (GPUHUB_IDLE_TIMEOUT, 0 = off) ----
+try:
+    configure_idle_culler(c, os.environ)
+except IdleCullerSettingsError as error:
+    sys.exit(f"gpuhub: {error}")
 
 # ---- GPU usage service (hub/gpu_usage): who holds which GPU, pages, JSON, metrics ----
 # After the site files: it follows their busy_memory_threshold, template_paths, admins.

@@ -51,6 +51,18 @@ def sharing_environment(uuids: Sequence[str], share: int) -> dict[str, str]:
     }
 
 
+def activity_environment(gpu_idle_timeout: float) -> dict[str, str]:
+    """How often the server reports kernel and terminal activity to the hub.
+
+    JupyterHub's single-user server reports every 300 s by default: GPU idle
+    reclaim, which reads that activity, would miss up to 5 minutes of it. A
+    quarter of the idle timeout (1 to 300 s) keeps reports well inside the window.
+    """
+    if gpu_idle_timeout <= 0:
+        return {}
+    return {"JUPYTERHUB_ACTIVITY_INTERVAL": str(max(1, min(300, int(gpu_idle_timeout // 4))))}
+
+
 def device_requests(uuids: Sequence[str]) -> list[dict]:
     """Exactly these devices, by UUID, never by count (dockerspawner#331)."""
     if not uuids:

@@ -528,8 +528,12 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         )
 
     def get_env(self):
-        # the sharing hints first: the admin's ``environment`` may override them
-        env = {**container_spec.sharing_environment(self.gpu_uuids, self.gpu_share), **super().get_env()}
+        # sharing hints and the activity interval first: the admin's ``environment`` wins
+        env = {
+            **container_spec.sharing_environment(self.gpu_uuids, self.gpu_share),
+            **container_spec.activity_environment(self.gpu_idle_timeout if self.gpu_uuids else 0),
+            **super().get_env(),
+        }
         env.update(container_spec.gpu_environment(self.gpu_uuids))
         return env
 

@@ -16,8 +16,8 @@ The allocator, the spawn form, the usage pages and the metrics all call
 - **free**: none of these: it can be handed out.
 
 :func:`has_place` says whether a server of a given share may get a device.
-Whether a *held* GPU is being used (utilization) is another question,
-answered by the usage service's *active*/*idle*.
+Whether a *held* GPU is being used is another question, answered by
+:func:`in_use` (the usage service's *active*/*idle*, and GPU idle reclaim).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from .inventory import GPU
 
 DEFAULT_BUSY_MEMORY = 1024**3  # bytes: 1 GiB (GPUDockerSpawner.busy_memory_threshold)
+DEFAULT_IN_USE_UTILIZATION = 5  # percent (GpuUsageApp.active_utilization)
 
 
 class Status(str, enum.Enum):
@@ -122,3 +123,9 @@ def _held(holders: tuple[Holder, ...]) -> GPUStatus:
         f"shared by {names} ({len(holders)} of {share} places used)",
         names, share, places=share - len(holders),
     )
+
+
+def in_use(utilization: int | None, processes: int, threshold: int = DEFAULT_IN_USE_UTILIZATION) -> bool:
+    """Whether a GPU is being used: a compute process on it, or utilization at
+    or above ``threshold`` %. An unknown utilization (None) with no process is not use."""
+    return processes > 0 or (utilization or 0) >= threshold

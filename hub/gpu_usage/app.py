@@ -28,11 +28,13 @@ from traitlets import Dict, Float, Int, List, Unicode, default, observe
 from traitlets.config import Application, Config
 
 from gpuhub.hub.environment import settings_from_environment
-from gpuhub.spawner.gpu_status import DEFAULT_BUSY_MEMORY
+from gpuhub.spawner.gpu_status import DEFAULT_BUSY_MEMORY, DEFAULT_IN_USE_UTILIZATION
 
 from . import HUB_TEMPLATES, SERVICE_NAME, handlers, lifecycle
 from .cache import TTLCache
 from .metrics import UsageCollector, registry_for
+from .reclaim_log import ReclaimLog
+from .reclaimer import HubServers, Reclaimer
 from .sampler import Sampler
 from .store import UsageStore
 from .tracker import History, Sample, Tracker
@@ -71,11 +73,34 @@ class GpuUsageApp(Application):
     ).tag(config=True)
 
     active_utilization = Int(
-        5,
-        help="""A GPU at or above this utilization % (or with a process on it) is active;
-        otherwise it is idle, and its idle time counts. Default 5.
+        DEFAULT_IN_USE_UTILIZATION,
+        help="""A GPU at or above this utilization % (or with a process on it) is active
+        (``gpu_status.in_use``); otherwise it is idle, and its idle time counts, for
+        the pages and for GPU idle reclaim. Default 5.
 
         c.GpuUsageApp.active_utilization = 10
+        """,
+    ).tag(config=True)
+
+    reclaim_interval = Float(
+        30.0,
+        help="""Seconds between GPU reclaim checks: servers whose GPUs were idle for
+        their ``gpu_idle_timeout``, or whose ``gpu_lease`` ended, are stopped (files
+        kept); idle means below ``active_utilization`` with no kernel or terminal
+        activity. Each server's terms are its container's labels, from the spawner.
+        Default 30 (GPUHUB_RECLAIM_INTERVAL).
+
+        c.GpuUsageApp.reclaim_interval = 60
+        """,
+    ).tag(config=True)
+
+    lease_warning_seconds = Float(
+        900.0,
+        help="""Warn a user this many seconds before their server's GPU lease ends
+        (on the hub's home page and My GPUs), at most a quarter of the lease.
+        Default 900 (15 min; GPUHUB_LEASE_WARNING).
+
+        c.GpuUsageApp.lease_warning_seconds = 1800
         """,
     ).tag(config=True)
 
@@ -138,6 +163,17 @@ class GpuUsageApp(Application):
         labels (GPUHUB_USAGE_CONTAINER_PREFIX).
 
         c.GpuUsageApp.container_prefix = "gpuhub-"
+        """,
+    ).tag(config=True)
+
+    hub_id = Unicode(
+        "",
+        help="""The hub's ``c.GPUDockerSpawner.hub_id`` (the ``gpuhub.hub`` label): GPU
+        reclaim stops only this hub's servers, never those of another hub on the
+        same Docker engine. ``configure_gpu_usage`` passes the hub's. Default "":
+        every labelled server (one hub per engine).
+
+        c.GpuUsageApp.hub_id = "gpuhub-3f2a9c01b2d4"
         """,
     ).tag(config=True)
 
@@ -204,6 +240,13 @@ class GpuUsageApp(Application):
                                max_gap=max(60, 3 * self.interval),
                                busy_memory=self.busy_memory_threshold)
         self.sampler = Sampler(self.store, self.tracker, self.interval, self.container_prefix, self.log)
+        self.reclaim_log = ReclaimLog(Path(self.state_dir) / "gpu_usage.sqlite")
+        self.reclaimer = Reclaimer(
+            lambda: self.tracker.latest,
+            HubServers(env("JUPYTERHUB_API_URL", ""), env("JUPYTERHUB_API_TOKEN", "")),
+            self.reclaim_log, self.reclaim_interval, self.lease_warning_seconds,
+            max_sample_age=max(60, 3 * self.interval), hub_id=self.hub_id, log=self.log,
+        )
 
     def exit_with(self, message: str):
         self.log.critical("gpu-usage: %s", message)
@@ -215,6 +258,8 @@ class GpuUsageApp(Application):
             latest=lambda: self.tracker.latest,
             history=self.tracker.history,
             store=self.store,
+            reclaims=self.reclaim_log,
+            lease_warnings=lambda: self.reclaimer.warnings,
             known_users=TTLCache(maxsize=4096, ttl=60),
             idle_flag_seconds=self.idle_flag_seconds,
             interval=self.interval,
@@ -273,6 +318,7 @@ class GpuUsageApp(Application):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         tasks = [asyncio.create_task(self.sampler.run()),
+                 asyncio.create_task(self.reclaimer.run()),
                  asyncio.create_task(lifecycle.watch_parent(parent, stop, self.log))]
         try:
             await stop.wait()
@@ -281,6 +327,7 @@ class GpuUsageApp(Application):
             for task in tasks:
                 task.cancel()
             self.store.close()
+            self.reclaim_log.close()
             lifecycle.release(pid_file)
 
     def start(self):
@@ -294,6 +341,8 @@ class ReadModel:
     latest: Callable[[], Sample | None]
     history: History
     store: UsageStore
+    reclaims: ReclaimLog  # servers stopped for idle GPUs or an ended lease
+    lease_warnings: Callable[[], dict]  # (user, server) -> reclaim.Verdict, leases ending soon
     known_users: TTLCache  # user name -> exists on the hub (bounded, expires)
     idle_flag_seconds: float
     interval: float
@@ -312,6 +361,8 @@ ENVIRONMENT = {
     "GPUHUB_USAGE_CONTAINER_PREFIX": (GpuUsageApp, "container_prefix"),
     "GPUHUB_USAGE_BUSY_MEMORY": (GpuUsageApp, "busy_memory_threshold"),
     "GPUHUB_USAGE_METRICS_TOKEN_FILE": (GpuUsageApp, "metrics_token_file"),
+    "GPUHUB_RECLAIM_INTERVAL": (GpuUsageApp, "reclaim_interval"),
+    "GPUHUB_LEASE_WARNING": (GpuUsageApp, "lease_warning_seconds"),
     "GPUHUB_STATE_DIR": (GpuUsageApp, "state_dir"),
 }
 

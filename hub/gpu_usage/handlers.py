@@ -16,7 +16,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from . import READ_ALL_SCOPE, views
+from . import READ_ALL_SCOPE, reclaim, views
 from .metrics import render
 from .params import InvalidParameter, parse_window
 from .store import week_start
@@ -68,14 +68,21 @@ class UsageHandler(HubOAuthenticated, web.RequestHandler):
     def user_view(self, name: str, since: float) -> dict:
         sample = self.sample()
         week, total = self.usage.store.user_hours(name, week_start(sample.time))
-        return views.user_gpus(sample, self.usage.history, name, since,
+        data = views.user_gpus(sample, self.usage.history, name, since,
                                self.usage.idle_flag_seconds, week, total)
+        records = self.usage.reclaims.recent(user=name)
+        data["reclaimed"] = [record.model() for record in records]
+        data["notices"] = reclaim.user_notices(records, {s.server for s in sample.servers_of(name)},
+                                               self.usage.lease_warnings(), name, time.time())
+        return data
 
     def all_view(self, since: float) -> dict:
         sample = self.sample()
         store = self.usage.store
-        return views.all_gpus(sample, self.usage.history, since, self.usage.idle_flag_seconds,
+        data = views.all_gpus(sample, self.usage.history, since, self.usage.idle_flag_seconds,
                               store.total_hours(), store.week_hours(week_start(sample.time)))
+        data["reclaimed"] = [record.model() for record in self.usage.reclaims.recent()]
+        return data
 
     async def user_exists(self, name: str) -> bool:
         """Known from the sample or the GPU-hours, else asked of the hub (cached a minute)."""

@@ -41,6 +41,9 @@ def servers_from_containers(containers: list[dict], name_prefix: str = "") -> tu
                 created=float(container.get("Created") or 0),
                 image=labels.get(gpu_labels.IMAGE_LABEL) or container.get("ImageID", ""),
                 share=max(1, int(gpu_labels.number_label(labels, gpu_labels.SHARE_LABEL, 1))),
+                lease=gpu_labels.number_label(labels, gpu_labels.LEASE_LABEL),
+                idle_timeout=gpu_labels.number_label(labels, gpu_labels.IDLE_TIMEOUT_LABEL),
+                hub=labels.get(gpu_labels.HUB_LABEL, ""),
             )
         )
     return tuple(servers)

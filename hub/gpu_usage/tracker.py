@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from gpuhub.spawner.gpu_status import DEFAULT_BUSY_MEMORY, GPUStatus, Holder, status_of
+from gpuhub.spawner.gpu_status import (
+    DEFAULT_BUSY_MEMORY, DEFAULT_IN_USE_UTILIZATION, GPUStatus, Holder, in_use, status_of,
+)
 from gpuhub.spawner.inventory import GPU, Inventory
 
 
@@ -22,6 +24,9 @@ class Server:
     created: float  # epoch seconds: when it got its GPUs
     image: str = ""  # the image it runs: repo digest or image ID (labels.IMAGE_LABEL)
     share: int = 1  # servers per GPU it shares with (labels.SHARE_LABEL; 1: exclusive)
+    lease: float = 0  # seconds it may hold GPUs (labels.LEASE_LABEL); 0: no lease
+    idle_timeout: float = 0  # seconds of GPU idleness before reclaim (labels.IDLE_TIMEOUT_LABEL); 0: never
+    hub: str = ""  # the hub that runs it (labels.HUB_LABEL)
 
 
 @dataclass(frozen=True)
@@ -117,11 +122,12 @@ class Tracker:
     process on it) is active, otherwise idle. ``busy_memory``: the spawner's
     threshold for :func:`~gpuhub.spawner.gpu_status.status_of` (a GPU nobody
     holds with this much memory in use is busy, not free). ``max_gap``: a
-    longer gap between samples (the service was down) is not counted as held time.
+    longer gap between samples (the service was down) is not counted as held time,
+    and idle time counts again from after it: nobody saw the GPUs meanwhile.
     """
 
-    def __init__(self, window: float = 3600, active_utilization: int = 5, max_gap: float = 60,
-                 busy_memory: int = DEFAULT_BUSY_MEMORY):
+    def __init__(self, window: float = 3600, active_utilization: int = DEFAULT_IN_USE_UTILIZATION,
+                 max_gap: float = 60, busy_memory: int = DEFAULT_BUSY_MEMORY):
         self.history = History(window)
         self.active_utilization = active_utilization
         self.busy_memory = busy_memory
@@ -129,6 +135,7 @@ class Tracker:
         self._active_at: dict[str, float] = {}  # uuid -> last time seen active
         self._first_seen: dict[str, float] = {}
         self._previous: float | None = None
+        self._seen_since: float | None = None  # start of the unbroken run of samples
         self.latest: Sample | None = None
 
     def update(
@@ -142,6 +149,8 @@ class Tracker:
 
         ``owners`` maps NVML host PIDs to container IDs (from attribution).
         """
+        if self._previous is None or now - self._previous > self.max_gap:
+            self._seen_since = now
         holder_of = {uuid: server for server in servers for uuid in server.gpus}
         sharers = {}  # uuid -> every server on it (several on a shared GPU)
         for server in servers:
@@ -157,11 +166,12 @@ class Tracker:
                 Process(p.pid, p.used_memory, by_container.get(owners.get(p.pid) or ""))
                 for p in gpu.processes
             )
-            active = bool(processes) or (gpu.utilization or 0) >= self.active_utilization
+            active = in_use(gpu.utilization, len(processes), self.active_utilization)
             if active:
                 self._active_at[key] = now
             idle_from = max(
                 self._active_at.get(key, self._first_seen[key]),
+                self._seen_since,
                 holder.created if holder else 0,
             )
             devices.append(

@@ -7,6 +7,8 @@ shows their processes; a user's own view holds only their servers.
 
 from __future__ import annotations
 
+import datetime
+
 from markupsafe import Markup
 
 from gpuhub.spawner.gpu_status import Status
@@ -159,6 +161,11 @@ def duration(seconds: float | None) -> str:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def utc_time(epoch: float) -> str:
+    """2026-11-22 14:05."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def gib(value: int) -> str:

@@ -21,6 +21,7 @@ from . import HUB_TEMPLATES, READ_ALL_SCOPE, SERVICE_NAME
 # Managed services inherit only a few of the hub's variables (PATH,
 # LD_LIBRARY_PATH, …); these reach the service too when the hub has them.
 PASSED_ENVIRONMENT = ("DOCKER_HOST",)
+SERVICE_SCOPES = ["read:users:name", "read:servers", "read:users:activity", "delete:servers"]
 
 
 def current(section: Config, name: str, default):
@@ -59,6 +60,9 @@ def configure_gpu_usage(c: Config, *, state_dir, port: int | str, environ=None) 
         *(f"--GpuUsageApp.hub_template_vars={name}={value}"
           for name, value in current(hub, "template_vars", {}).items() if isinstance(value, str)),
     ]
+    hub_id = current(c.GPUDockerSpawner, "hub_id", None)
+    if hub_id:  # GPU reclaim stops this hub's servers only
+        command.append(f"--GpuUsageApp.hub_id={hub_id}")
     busy_memory = current(c.GPUDockerSpawner, "busy_memory_threshold", None)
     if busy_memory is not None:  # the same rule for "free" as the spawner's
         command.append(f"--GpuUsageApp.busy_memory_threshold={busy_memory}")
@@ -79,7 +83,9 @@ def configure_gpu_usage(c: Config, *, state_dir, port: int | str, environ=None) 
     hub.load_roles = [
         *current(hub, "load_roles", []),
         {"name": "user", "scopes": ["self", f"access:services!service={SERVICE_NAME}"]},  # own GPUs
-        {"name": "gpu-usage-service", "scopes": ["read:users:name"], "services": [SERVICE_NAME]},
+        # users' names (404 for unknown users); for GPU reclaim, each server's
+        # started and last_activity, and stopping it: nothing more, never admin
+        {"name": "gpu-usage-service", "scopes": SERVICE_SCOPES, "services": [SERVICE_NAME]},
         {
             "name": "gpu-usage-readers",
             "scopes": [READ_ALL_SCOPE],

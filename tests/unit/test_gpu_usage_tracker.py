@@ -94,9 +94,20 @@ def test_holders_processes_and_idle_time():
 
 
 def test_a_gpu_handed_out_later_is_idle_since_then():
-    tracker = Tracker()
+    tracker = Tracker(max_gap=120)
     inventory = Inventory(gpus=(gpu(0),))
     tracker.update(0, inventory, (), {})
     servers = (Server(CID, "ann", "", ("GPU-0",), created=50),)
     sample, _ = tracker.update(80, inventory, servers, {})
     assert sample.devices[0].idle_seconds == 30 and sample.devices[0].held_seconds == 30
+
+
+def test_idle_time_counts_again_after_a_gap_in_the_samples():
+    """Nobody saw the GPU while the service was down: it may have been used."""
+    tracker = Tracker(max_gap=60)
+    inventory = Inventory(gpus=(gpu(0),))
+    servers = (Server(CID, "ann", "", ("GPU-0",), created=0),)
+    tracker.update(0, inventory, servers, {})
+    assert tracker.update(50, inventory, servers, {})[0].devices[0].idle_seconds == 50
+    assert tracker.update(500, inventory, servers, {})[0].devices[0].idle_seconds == 0
+    assert tracker.update(530, inventory, servers, {})[0].devices[0].idle_seconds == 30

@@ -52,6 +52,7 @@ def site_config() -> Config:
     c.JupyterHub.template_paths = ["/etc/site/templates"]
     c.JupyterHub.template_vars = {"gpuhub_parent_page": "nativeauthenticator/templates/page.html", "none": None}
     c.GPUDockerSpawner.busy_memory_threshold = "512M"
+    c.GPUDockerSpawner.hub_id = "gpuhub-0123456789ab"
     return c
 
 
@@ -71,7 +72,9 @@ def test_the_service_wiring_is_one_call_that_keeps_what_sites_set(tmp_path):
     roles = {role["name"]: role for role in hub.load_roles}
     assert "site-role" in roles
     assert roles["gpu-usage-readers"]["users"] == ["admin", "boss"]
-    assert roles["gpu-usage-service"]["scopes"] == ["read:users:name"]  # least privilege
+    # least privilege: names (404 for unknown users); for GPU reclaim, read and stop servers
+    assert roles["gpu-usage-service"]["scopes"] == [
+        "read:users:name", "read:servers", "read:users:activity", "delete:servers"]
     assert READ_ALL_SCOPE in hub.custom_scopes
     token = tmp_path / "gpu_usage_metrics_token"
     assert token.stat().st_mode & 0o777 == 0o600
@@ -81,6 +84,7 @@ def test_the_service_wiring_is_one_call_that_keeps_what_sites_set(tmp_path):
     app.parse_command_line(usage["command"][3:])
     assert app.state_dir == str(tmp_path) and app.metrics_token_file == str(token)
     assert app.busy_memory_threshold == 512 * 2**20  # the spawner's "free", not the default
+    assert app.hub_id == "gpuhub-0123456789ab"  # GPU reclaim stops this hub's servers only
     assert app.hub_template_paths == ["/etc/site/templates", HUB_TEMPLATES]
     assert app.hub_template_vars == {"gpuhub_parent_page": "nativeauthenticator/templates/page.html"}
 
