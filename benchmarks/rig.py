@@ -97,7 +97,8 @@ def spawn(hub: Hub, name: str, options: dict, start: float | None = None) -> Out
     except Exception as error:  # a benchmark reports every failure, and goes on
         return Outcome(name, False, time.perf_counter() - start, f"{type(error).__name__}: {error}")
     ready = state == "ready"
-    return Outcome(name, ready, time.perf_counter() - start, "" if ready else message or "no reason given")
+    reason = "" if ready else message or "no reason: its progress stream ended without a failure event"
+    return Outcome(name, ready, time.perf_counter() - start, reason)
 
 
 def burst(hub: Hub, names: list[str], options: dict) -> list[Outcome]:
