@@ -46,6 +46,7 @@ def main():
         "jupyterlab": version("jupyterlab"),
         "ipywidgets": version("ipywidgets"),
         "jupyterlab_nvdashboard": version("jupyterlab-nvdashboard"),
+        "jupyter_resource_usage": version("jupyter-resource-usage"),
         "built": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     print(json.dumps(info, indent=2))
