@@ -26,8 +26,9 @@ import docker.errors
 import docker.tls
 from docker.utils import kwargs_from_env
 from dockerspawner import DockerSpawner
-from jupyterhub.utils import wait_for_http_server
+from jupyterhub.utils import exponential_backoff
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Int, List, TraitError, Unicode, default, validate
 
 from . import container_spec, hardening, image_source, labels, progress, user_volumes
@@ -390,16 +391,23 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
 
     async def _wait_for_jupyter(self, address) -> None:
         """Hold the start's turn at the gate until Jupyter answers (or ``http_timeout``:
-        JupyterHub then waits and reports as it always does)."""
+        JupyterHub then waits and reports as it always does).
+
+        Polls often (every 0.1 s to 0.5 s): JupyterHub's own check backs off to
+        5 s between tries, which would leave the gate's slot idle that long.
+        """
         if self.internal_ssl:
             return  # JupyterHub's own check has the certificates
         ip, port = address
+        url = f"http://{ip}:{port}{self.server.base_url}"
         try:
-            await wait_for_http_server(f"http://{ip}:{port}{self.server.base_url}",
-                                       timeout=self.http_timeout)
-        except asyncio.TimeoutError:
-            self.log.warning("%s did not answer within %ss of starting", self._log_name,
-                             self.http_timeout)
+            await exponential_backoff(
+                partial(_answers, url), f"{self._log_name} did not answer within "
+                f"{self.http_timeout}s of starting", start_wait=0.1, max_wait=0.5,
+                timeout=self.http_timeout,
+            )
+        except asyncio.TimeoutError as error:
+            self.log.warning("%s", error)
 
     async def _may_reuse(self, kept: dict, kept_gpus: tuple[str, ...]) -> bool:
         """A kept container (``remove = False``) starts again only with the GPUs
@@ -549,3 +557,14 @@ class GPUDockerSpawner(GPUSettings, DockerSpawner):
         await super().stop(now=now)
         self._release_gpus()
         self.pool.save_queue()  # a start cancelled while it waited in line is forgotten
+
+
+async def _answers(url: str) -> bool:
+    """Any answer below 500 means the server is up (as JupyterHub's own check)."""
+    try:
+        await AsyncHTTPClient().fetch(url, follow_redirects=False, request_timeout=5)
+        return True
+    except HTTPClientError as error:
+        return error.code < 500
+    except OSError:
+        return False

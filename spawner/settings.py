@@ -298,7 +298,7 @@ class GPUSettings(Configurable):
     )
 
     start_concurrency = Int(
-        min(os.cpu_count() or 2, 8),
+        min((os.cpu_count() or 1) + 1, 8),
         min=1,
         config=True,
         help="""Servers that may be coming up at once (container made, Jupyter not answering yet).
@@ -306,7 +306,8 @@ class GPUSettings(Configurable):
         Admission control: a burst of starts comes up a few at a time, each
         quickly, instead of all late together past ``http_timeout``. The
         others wait their turn and see their place. Default: the host's CPU
-        count, at most 8::
+        count + 1 (one more start fills the moments a start waits on Docker or
+        the network), at most 8::
 
             c.GPUDockerSpawner.start_concurrency = 4
         """,
