@@ -7,6 +7,9 @@ PY     := $(VENV)/bin/python
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 # The tests' private Docker engine (tests/rig/engine.sh); `make up` uses the host's.
 TEST_DOCKER_HOST := unix:///run/gpuhub-test/docker.sock
+# JupyterHub 6 (test-jh6): its own venv, and the tests run again on it
+VENV_JH6 := .venv-jh6
+JH6_TESTS := tests/integration/test_accounts.py tests/integration/test_spawn.py tests/integration/test_options.py
 
 .PHONY: up test test-jh6 unit integration ansible-test images test-images engine bench clean help
 
@@ -15,7 +18,7 @@ help:
 	@echo "make test   install test needs and run every test (JupyterHub 5 and 6, Ansible)"
 	@echo "make ansible-test  lint the Ansible roles, and converge them on a fresh Debian target"
 	@echo "make test-jh6  login, spawn and options tests against JupyterHub 6 (.venv-jh6)"
-	@echo "make bench  spawn benchmark: GPUDockerSpawner vs stock DockerSpawner"
+	@echo "make bench  spawn and burst benchmarks: GPUDockerSpawner vs stock DockerSpawner"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -80,16 +83,25 @@ unit: $(VENV)/.installed
 integration: $(VENV)/.installed node_modules/.installed test-images /usr/bin/chromium
 	$(PY) -m pytest tests/integration
 
-# Everything: the whole suite on the hub's JupyterHub (5.x; tests/ansible too),
-# then the login, spawn and options tests again on JupyterHub 6 (test-jh6).
-test: $(VENV)/.installed $(VENV_ANSIBLE)/.installed node_modules/.installed test-images /usr/bin/chromium /usr/sbin/debootstrap
-	$(PY) -m pytest tests
-	$(MAKE) test-jh6
+# Everything, in two lanes at once (most tests wait on containers, hubs and
+# timeouts, not on the CPU): the hub tests (tests/integration) in one; unit,
+# image and Ansible tests, then the login, spawn and options tests again on
+# JupyterHub 6, in the other. Each lane names its containers with its own
+# GPUHUB_TEST_PREFIX, so neither removes the other's. A lane's output is
+# printed when it ends.
+test: $(VENV)/.installed $(VENV_ANSIBLE)/.installed $(VENV_JH6)/.installed node_modules/.installed test-images /usr/bin/chromium /usr/sbin/debootstrap
+	$(MAKE) test-images HUB_PY=$(VENV_JH6)/bin/python
+	$(MAKE) -j2 --output-sync=target test-lane-hubs test-lane-rest
+
+.PHONY: test-lane-hubs test-lane-rest
+test-lane-hubs:
+	$(PY) -m pytest tests/integration
+test-lane-rest:
+	GPUHUB_TEST_PREFIX=gpuhubimg $(PY) -m pytest tests/unit tests/images tests/ansible
+	GPUHUB_TEST_PREFIX=gpuhubjh6 $(VENV_JH6)/bin/python -m pytest $(JH6_TESTS)
 
 # JupyterHub 6: a second venv from constraints-jh6.txt, its own test notebook
 # image (gpuhub/test-notebook:<6.x>), and the hub's login, spawn and options tests.
-VENV_JH6 := .venv-jh6
-JH6_TESTS := tests/integration/test_accounts.py tests/integration/test_spawn.py tests/integration/test_options.py
 
 $(VENV_JH6)/.installed: pyproject.toml constraints-jh6.txt
 	$(PYTHON) -m venv $(VENV_JH6)
@@ -103,6 +115,7 @@ test-jh6: $(VENV_JH6)/.installed node_modules/.installed
 
 bench: $(VENV)/.installed node_modules/.installed test-images
 	PYTHONPATH=$(CURDIR) DOCKER_HOST=$(TEST_DOCKER_HOST) $(PY) benchmarks/spawn.py
+	PYTHONPATH=$(CURDIR) DOCKER_HOST=$(TEST_DOCKER_HOST) $(PY) benchmarks/burst.py
 
 clean:
 	rm -rf $(VENV) $(VENV_JH6) $(VENV_ANSIBLE) node_modules .pytest_cache

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,6 +273,39 @@ class Hub:
         response = self.api("DELETE", f"/users/{name}/server")
         assert response.status_code in (202, 204), response.text
         wait_for(lambda: self.server(name) is None, f"{name}'s server to stop", timeout=60)
+
+
+POSITION = re.compile(r"position (\d+) in the queue")
+
+
+class Progress:
+    """Follows one pending spawn's progress events (the spawn page's EventSource)."""
+
+    def __init__(self, hub, name: str):
+        self.events: list[dict] = []
+        self._response = hub.api("GET", f"/users/{name}/server/progress", stream=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        try:
+            for line in self._response.iter_lines(decode_unicode=True):
+                if line.startswith("data:"):
+                    self.events.append(json.loads(line[5:]))
+        except Exception:  # the hub went away: the events so far stay
+            pass
+
+    def position(self) -> int | None:
+        for event in reversed(self.events):
+            found = POSITION.search(event.get("message", ""))
+            if found:
+                return int(found.group(1))
+        return None
+
+    def messages(self) -> list[str]:
+        return [event.get("message", "") for event in self.events]
+
+    def close(self):
+        self._response.close()
 
 
 def other_prefix(n: int = 2) -> str:

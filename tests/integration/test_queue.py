@@ -1,47 +1,11 @@
 """The GPU queue: a start that finds no free GPU waits in line and sees its place."""
 
-import json
-import re
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
 
 from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import container_of, gpus_of, wait_for
-
-POSITION = re.compile(r"position (\d+) in the queue")
-
-
-class Progress:
-    """Follows one pending spawn's progress events (the spawn page's EventSource)."""
-
-    def __init__(self, hub, name: str):
-        self.events: list[dict] = []
-        self._response = hub.api("GET", f"/users/{name}/server/progress", stream=True)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        try:
-            for line in self._response.iter_lines(decode_unicode=True):
-                if line.startswith("data:"):
-                    self.events.append(json.loads(line[5:]))
-        except Exception:  # the hub went away: the events so far stay
-            pass
-
-    def position(self) -> int | None:
-        for event in reversed(self.events):
-            found = POSITION.search(event.get("message", ""))
-            if found:
-                return int(found.group(1))
-        return None
-
-    def messages(self) -> list[str]:
-        return [event.get("message", "") for event in self.events]
-
-    def close(self):
-        self._response.close()
-
+from tests.integration.hubrig import Progress, container_of, gpus_of, wait_for
 
 def has_container(engine, name: str) -> bool:
     try:

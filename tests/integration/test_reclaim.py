@@ -1,7 +1,9 @@
 """GPU idle reclaim, leases and the idle culler on one real hub, with fake GPUs.
 
 Four servers start together: ann and bob hold a GPU each (idle timeout
-20 s), cid holds one on a 60 s lease (group ``leased``), dan is CPU-only.
+20 s), cid holds one on a 60 s lease (group ``leased``), dan is CPU-only;
+every GPU is held, so eve waits in the GPU queue, and gets ann's when ann's
+is reclaimed.
 Every GPU runs at 80 % until ann's drops to 0; ann's activity, reported
 through the hub's API as her server does, keeps her server for a while, then
 she is reclaimed with her files kept. bob's busy GPU keeps his server past
@@ -19,7 +21,7 @@ from pathlib import Path
 import requests
 
 from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import PREFIX, container_of, gpus_of, wait_for
+from tests.integration.hubrig import PREFIX, Progress, container_of, gpus_of, wait_for
 
 USAGE = "/services/gpu-usage"
 IDLE_TIMEOUT = 20  # c.GPUDockerSpawner.gpu_idle_timeout
@@ -69,14 +71,14 @@ def child_token(hub, marker: bytes) -> str:
 
 
 def test_idle_gpus_are_reclaimed_busy_ones_kept_leases_end_and_the_culler_culls(start_hub, engine):
-    gpus = FakeNVML.make_gpus(4, util_gpu=80)
+    gpus = FakeNVML.make_gpus(3, util_gpu=80)
     hub = start_hub(gpus, extra_config=EXTRA_CONFIG, extra_env={
         "GPUHUB_USAGE_INTERVAL": "1",
         "GPUHUB_RECLAIM_INTERVAL": "1",
         "GPUHUB_USAGE_CONTAINER_PREFIX": f"{PREFIX}-",
         "GPUHUB_IDLE_TIMEOUT": str(CULL_TIMEOUT),
     })
-    hub.create_users("ann", "bob", "dan")
+    hub.create_users("ann", "bob", "dan", "eve")
     hub.create_users("cid", groups=("leased",))
     tokens = {name: hub.user_token(name) for name in ("ann", "cid", "admin")}
 
@@ -124,6 +126,11 @@ def test_idle_gpus_are_reclaimed_busy_ones_kept_leases_end_and_the_culler_culls(
     home = next(m["Destination"] for m in ann.attrs["Mounts"] if m["Type"] == "volume")
     assert ann.exec_run(["sh", "-c", f"echo epoch 7 > {home}/kept.txt"]).exit_code == 0
 
+    # ---- every GPU is held: eve waits in line for one ----
+    assert hub.spawn("eve", {"gpus": 1}).status_code == 202
+    eve = Progress(hub, "eve")
+    wait_for(lambda: eve.position() == 1, "eve in the GPU queue", timeout=30)
+
     # ---- ann's GPU goes idle; her activity keeps the server, then stops ----
     for gpu in gpus:
         if gpu.uuid == ann_gpu:
@@ -140,6 +147,14 @@ def test_idle_gpus_are_reclaimed_busy_ones_kept_leases_end_and_the_culler_culls(
     wait_for(lambda: not running(hub, "ann"), "ann's idle GPU to be reclaimed", timeout=IDLE_TIMEOUT + 30)
     reclaimed_after = time.time() - last_activity
     assert reclaimed_after >= IDLE_TIMEOUT - 4, reclaimed_after  # a report interval of slack
+    # The first GPU reclaimed (ann's, or cid's if its lease ended first) went to
+    # the head of the queue: eve, who then uses it.
+    assert hub.wait_spawn("eve")[0] == "ready"
+    (eve_gpu,) = gpus_of(container_of(engine, "eve"))
+    for gpu in gpus:
+        gpu.util_gpu = 80
+    hub.nvml.write(gpus)
+    eve.close()
 
     # ---- cid's lease: warned in the hub UI (the home page's embed), then stopped ----
     wait_for(lambda: not running(hub, "cid"), "cid's lease to end", timeout=LEASE + 30)
@@ -159,6 +174,7 @@ def test_idle_gpus_are_reclaimed_busy_ones_kept_leases_end_and_the_culler_culls(
     reclaimed = get(hub, "/api/gpus", tokens["admin"]).json()["reclaimed"]
     by_user = {r["user"]: r for r in reclaimed}
     assert set(by_user) == {"ann", "cid"}  # dan was the culler's, not a GPU reclaim
+    assert min(reclaimed, key=lambda r: r["time"])["gpus"] == [eve_gpu]
     assert by_user["ann"]["kind"] == "idle" and by_user["ann"]["gpus"] == [ann_gpu]
     assert by_user["ann"]["reason"].startswith("its GPU was idle for")
     assert (by_user["cid"]["kind"], by_user["cid"]["reason"]) == ("lease", "its GPU lease of 1 min ended")

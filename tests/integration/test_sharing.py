@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from tests.fakes.fake_gpus import FakeGPU, FakeNVML, fake_uuid
-from tests.integration.hubrig import PREFIX, gpus_of, wait_for
+from tests.integration.hubrig import PREFIX, Progress, gpus_of, wait_for
 
 SHARE_LABEL = "gpuhub.gpu_share"
 
@@ -21,24 +21,13 @@ def containers_of(engine, user: str) -> list:
     ]
 
 
-def gets_no_gpu(hub, engine, name: str, options: dict) -> str:
-    """Start ``name``'s server where no GPU fits; returns the message.
-
-    With ``queue_timeout = 0`` the start is refused (409). With the GPU wait
-    queue on it is accepted and waits instead: drop that setting and check
-    its progress shows a place in line. Either way it must hold no GPU.
-    """
-    response = hub.spawn(name, options)
-    assert response.status_code == 409, f"{response.status_code} {response.text}"
-    assert not [uuid for c in containers_of(engine, name) for uuid in gpus_of(c)]
-    return response.json()["message"]
+def holds_gpu(engine, name: str) -> bool:
+    return bool([uuid for c in containers_of(engine, name) for uuid in gpus_of(c)])
 
 
 def test_a_class_shares_gpus_and_exclusive_servers_never_join_them(start_hub, engine):
     gpus = FakeNVML.make_gpus(2)
-    # queue_timeout 0: a start that finds no place is refused at once (see gets_no_gpu)
     hub = start_hub(gpus, extra_config="""
-        c.GPUDockerSpawner.queue_timeout = 0
         c.GPUDockerSpawner.gpu_share = 2
         c.GPUDockerSpawner.group_overrides["20-exclusive"] = {
             "groups": ["exclusive"], "spawner_override": {"gpu_share": 1}}
@@ -75,17 +64,35 @@ def test_a_class_shares_gpus_and_exclusive_servers_never_join_them(start_hub, en
 
     assert wait_for(my_usage, "s1's usage page to list its GPU")["share"] == 2
 
-    message = gets_no_gpu(hub, engine, "s4", {"gpus": 1})  # a fifth student: both GPUs full
-    assert "only 0 of the 2 GPUs on this host have a place for a server sharing a GPU 2 ways" in message
+    # A fifth student and an exclusive user find no place: both wait in line, holding nothing.
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda name: hub.spawn(name, {"gpus": 1}), ["s4", "rex"]))
+    assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+    lines = {name: Progress(hub, name) for name in ("s4", "rex")}
+    wait_for(lambda: {n: line.position() for n, line in lines.items()} == {"s4": 1, "rex": 2},
+             "s4 and rex in line", timeout=60)
+    assert "only 0 of the 2 GPUs" not in lines["s4"].messages()[-1]
+    assert not holds_gpu(engine, "s4") and not holds_gpu(engine, "rex")
 
-    # one student stops: a GPU is half used, and still not for an exclusive server
+    # One student stops: the half-used GPU goes to the student in line, never to
+    # the exclusive user, who moves up and keeps waiting for a GPU nobody shares.
     hub.stop_server("s0")
-    message = gets_no_gpu(hub, engine, "rex", {"gpus": 1})
-    assert "only 0 of the 2 GPUs on this host are free right now" in message
-    assert "1 shared by servers of another kind" in message
-    hub.start_server("s4", {"gpus": 1})  # the freed place goes to a student
+    assert hub.wait_spawn("s4")[0] == "ready"
     (s4,) = containers_of(engine, "s4")
-    assert gpus_of(s4) == [next(u for u, names in held.items() if "s0" in names)]
+    s0_gpu = next(u for u, names in held.items() if "s0" in names)
+    assert gpus_of(s4) == [s0_gpu]
+    wait_for(lambda: lines["rex"].position() == 1, "rex to move up", timeout=30)
+    assert not holds_gpu(engine, "rex")
+
+    # Both students on the other GPU stop: nobody shares it now, and rex gets it whole.
+    other_gpu = next(u for u in held if u != s0_gpu)
+    for name in held[other_gpu]:
+        hub.stop_server(name)
+    assert hub.wait_spawn("rex")[0] == "ready"
+    (rex,) = containers_of(engine, "rex")
+    assert gpus_of(rex) == [other_gpu] and rex.labels[SHARE_LABEL] == "1"
+    for line in lines.values():
+        line.close()
 
 
 H100 = "NVIDIA H100 80GB HBM3"
