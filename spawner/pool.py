@@ -30,9 +30,7 @@ never reaches into it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,6 +41,7 @@ from .admission import StartGate
 from .allocator import GPUAllocator, GPURequest, NotEnoughGPUs, OverQuota, ServerKey
 from .gpu_status import Status
 from .inventory import GPU, Inventory, NvmlInventory
+from .queue_record import QueueRecord
 from .waiting_line import Ticket, WaitingLine
 
 # An engine listing this young is good enough for choosing GPUs; a refusal
@@ -96,10 +95,7 @@ class GPUPool:
         self._reconciler: asyncio.Task | None = None
         self.queue = WaitingLine()  # starts waiting for GPUs
         self.starts = StartGate(start_concurrency)  # containers coming up
-        self.queue_file = queue_file
-        self._notices: dict[ServerKey, str] = {}  # what a restart did to those who waited
-        self._queue_saved: asyncio.Future | None = None
-        self._loading_notices: asyncio.Future | None = None
+        self.record = QueueRecord(queue_file, self.queue, log, self._run)
 
     # ---- the engine record ---------------------------------------------------
     async def listing(self, max_age: float = LISTING_MAX_AGE) -> tuple[engine.LabelledContainer, ...]:
@@ -211,22 +207,20 @@ class GPUPool:
         self._tracked.add(key)
         ticket = self.queue.join(key, kind, priority)
         self.save_queue()
+        cancelled = False
         try:
-            uuids = await self._wait_in_line(ticket, request, busy_memory, expires_in, prefer,
-                                             wait, refusal, on_wait)
+            return await self._wait_in_line(ticket, request, busy_memory, expires_in, prefer,
+                                            wait, refusal, on_wait)
         except asyncio.CancelledError:
             # The file is not rewritten: a hub shutting down cancels every start, and
             # those must be told after the restart. A user's Cancel reaches stop(),
-            # which rewrites it (forget_wait).
-            self.queue.leave(ticket)
+            # which rewrites it (save_queue).
+            cancelled = True
             raise
-        except BaseException:
+        finally:
             self.queue.leave(ticket)
-            self.save_queue()
-            raise
-        self.queue.leave(ticket)
-        self.save_queue()
-        return uuids
+            if not cancelled:
+                self.save_queue()
 
     async def _wait_in_line(self, ticket: Ticket, request, busy_memory, expires_in, prefer,
                             wait, refusal, on_wait) -> tuple[str, ...]:
@@ -263,52 +257,12 @@ class GPUPool:
 
     # ---- the queue across restarts --------------------------------------------
     def save_queue(self) -> None:
-        """Write who waits to ``queue_file`` (on the pool's thread; writes coalesce)."""
-        if not self.queue_file or self._queue_saved is not None:
-            return
-        self._queue_saved = asyncio.ensure_future(self._save_queue_soon())
-
-    async def _save_queue_soon(self) -> None:
-        try:
-            await asyncio.sleep(0)  # the joins and leaves of this moment, in one write
-            self._queue_saved = None
-            waiting = [
-                {"user": t.key.user, "server": t.key.server, "position": n}
-                for n, t in enumerate(self.queue.tickets(), 1)
-            ]
-            await self._run(_write_json, self.queue_file, waiting)
-        except Exception as error:
-            self.log.warning("Could not write the GPU queue to %s: %s", self.queue_file, error)
-
-    async def load_notices(self) -> None:
-        """A previous run of the hub stopped with starts in the queue: those users are told."""
-        if not self.queue_file:
-            return
-        try:
-            waiting = await self._run(_read_json, self.queue_file)
-        except Exception as error:  # a damaged file is reported, and replaced by the next write
-            self.log.warning("Could not read the GPU queue left in %s: %s", self.queue_file, error)
-            return
-        for entry in waiting or []:
-            key = ServerKey(entry["user"], entry["server"])
-            self._notices[key] = (
-                f"The hub restarted while your server{' ' + key.server if key.server else ''} "
-                f"was waiting for a GPU (position {entry['position']}): your place in the queue "
-                "was lost, and no GPU is held for you. Press Start to join the queue again."
-            )
-        if self._notices:
-            self.log.warning(
-                "The hub restarted with %d start(s) waiting for GPUs (%s): their places are "
-                "lost; each is told at the next visit", len(self._notices),
-                ", ".join(map(str, self._notices)),
-            )
-            await self._run(_write_json, self.queue_file, [])
+        """Write who waits to ``queue_file``; stop() calls it too, so a cancelled wait is forgotten."""
+        self.record.save()
 
     async def notice_for(self, key: ServerKey) -> str:
         """What happened to this server's last start while the hub was away (said once)."""
-        if self._loading_notices is not None:
-            await asyncio.shield(self._loading_notices)
-        return self._notices.pop(key, "")
+        return await self.record.notice_for(key)
 
     def confirm(self, key: ServerKey, container_id: str) -> None:
         self.claims.confirm(key, container_id)
@@ -385,8 +339,7 @@ class GPUPool:
             self.queue.changed()
 
     def start_reconciling(self) -> None:
-        if self._loading_notices is None:
-            self._loading_notices = asyncio.ensure_future(self.load_notices())
+        self.record.start_loading()
         if self._reconciler is None and self.reconcile_interval > 0:
             self._reconciler = asyncio.ensure_future(self._reconcile_forever())
 
@@ -429,22 +382,6 @@ class GPUPool:
             self._client.remove_container(container_id, force=True)
         else:
             self._client.stop(container_id, timeout=10)
-
-
-def _write_json(path: str, value) -> None:
-    """Replace the file at once (a hub killed mid-write leaves the old one)."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as file:
-        json.dump(value, file)
-    os.replace(temporary, path)
-
-
-def _read_json(path: str):
-    try:
-        with open(path) as file:
-            return json.load(file)
-    except FileNotFoundError:
-        return None
 
 
 def _sortable_time(created: str) -> str:

@@ -14,8 +14,6 @@ the server and its GPU.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 
 import pytest

@@ -119,3 +119,34 @@ def test_queue_message_says_position_and_what_to_do():
     assert "2 GPUs: position 1" in progress.queued(1, 4, 2, 1, None)
     assert "1 free (you asked for more)" in progress.queued(1, 4, 2, 1, None)
     assert progress.duration(3) == "3 s" and progress.duration(1800) == "30 min"
+
+
+def test_the_queue_on_disk_tells_those_who_waited_once(tmp_path):
+    import logging
+
+    from gpuhub.spawner.queue_record import QueueRecord
+
+    path = str(tmp_path / "gpu-queue.json")
+
+    async def run_here(function, *args):
+        return function(*args)
+
+    async def run():
+        line = WaitingLine()
+        record = QueueRecord(path, line, logging.getLogger("test"), run_here)
+        line.join(ServerKey("ann"))
+        line.join(ServerKey("bob", "big"))
+        record.save()
+        await asyncio.sleep(0.01)
+        # the hub stops here; the next one reads what was left
+        after = QueueRecord(path, WaitingLine(), logging.getLogger("test"), run_here)
+        after.start_loading()
+        assert "(position 1)" in await after.notice_for(ServerKey("ann"))
+        notice = await after.notice_for(ServerKey("bob", "big"))
+        assert notice.startswith("The hub restarted while your server big was waiting for a GPU (position 2)")
+        assert await after.notice_for(ServerKey("ann")) == ""  # said once
+        again = QueueRecord(path, WaitingLine(), logging.getLogger("test"), run_here)
+        again.start_loading()
+        assert await again.notice_for(ServerKey("bob", "big")) == ""  # the file was emptied
+
+    asyncio.run(run())
