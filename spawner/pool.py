@@ -228,8 +228,9 @@ class GPUPool:
         said = None
         while True:
             place = self.queue.position(ticket)
-            if (place, refusal) != said:  # said again when the GPUs' state changed
-                said = (place, refusal)
+            news = (place, refusal and (refusal.free, refusal.held, refusal.total))
+            if news != said:  # said again when the place or the GPUs' state changed
+                said = news
                 on_wait(place, refusal)
             if time.monotonic() >= deadline:
                 raise QueueTimeout(wait, place)

@@ -65,12 +65,11 @@ def test_a_class_shares_gpus_and_exclusive_servers_never_join_them(start_hub, en
     assert wait_for(my_usage, "s1's usage page to list its GPU")["share"] == 2
 
     # A fifth student and an exclusive user find no place: both wait in line, holding nothing.
-    with ThreadPoolExecutor(2) as pool:
-        answers = list(pool.map(lambda name: hub.spawn(name, {"gpus": 1}), ["s4", "rex"]))
-    assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
-    lines = {name: Progress(hub, name) for name in ("s4", "rex")}
-    wait_for(lambda: {n: line.position() for n, line in lines.items()} == {"s4": 1, "rex": 2},
-             "s4 and rex in line", timeout=60)
+    lines = {}
+    for name, place in (("s4", 1), ("rex", 2)):  # one after the other: their order is known
+        assert hub.spawn(name, {"gpus": 1}).status_code == 202
+        lines[name] = Progress(hub, name)
+        wait_for(lambda: lines[name].position() == place, f"{name} at position {place}", timeout=60)
     assert "only 0 of the 2 GPUs" not in lines["s4"].messages()[-1]
     assert not holds_gpu(engine, "s4") and not holds_gpu(engine, "rex")
 
