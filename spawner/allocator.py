@@ -160,14 +160,6 @@ class GPUAllocator:
         """server → UUIDs it holds."""
         return {key: claim.uuids for key, claim in self._claims.items()}
 
-    def claimed(self) -> dict[str, str]:
-        """UUID → who holds it, for every claimed device ("ann, bob" when shared)."""
-        names: dict[str, list[str]] = {}
-        for key, claim in self._claims.items():
-            for uuid in claim.uuids:
-                names.setdefault(uuid, []).append(str(key))
-        return {uuid: ", ".join(holders) for uuid, holders in names.items()}
-
     def _holders(self, taken: Sequence[Holding]) -> dict[str, list[Holder]]:
         """UUID → the servers on it: live containers and claims, each server once."""
         per_gpu: dict[str, dict[object, Holder]] = {}

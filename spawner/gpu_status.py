@@ -82,12 +82,9 @@ def format_bytes(n: float) -> str:
 
 
 def status_of(
-    gpu: GPU, holders: str | Sequence[Holder] | None, busy_memory: int = DEFAULT_BUSY_MEMORY
+    gpu: GPU, holders: Sequence[Holder] | None, busy_memory: int = DEFAULT_BUSY_MEMORY
 ) -> GPUStatus:
-    """The state of ``gpu``, given who holds it: its holders (none: nobody), or
-    one exclusive holder's name."""
-    if isinstance(holders, str):
-        holders = (Holder(holders),)
+    """The state of ``gpu``, given the servers on it (none: nobody)."""
     holders = tuple(holders or ())
     if not gpu.healthy or not gpu.uuid:
         return GPUStatus(Status.UNHEALTHY, f"unhealthy ({gpu.error or 'no UUID'})")

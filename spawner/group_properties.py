@@ -23,14 +23,6 @@ from traitlets import TraitError, TraitType
 from .trait_values import trait_value
 
 
-def _largest(values):
-    return max(values)
-
-
-def _smallest(values):
-    return min(values)
-
-
 def _largest_zero_is_none(values):
     """0 means no limit (no lease, never reclaimed): the most generous of all."""
     return 0.0 if 0 in values else max(values)
@@ -51,19 +43,19 @@ class Property:
 
 
 PROPERTIES: dict[str, Property] = {
-    "gpu_quota": Property("a whole number of GPUs, 0 or more, e.g. 2", _largest),
-    "default_gpus": Property("a whole number of GPUs, 0 or more, e.g. 1", _largest),
-    "mem_limit": Property("a size with a suffix K, M, G or T, e.g. \"32G\"", _largest, positive=True),
-    "cpu_limit": Property("a number of CPUs above 0, e.g. 4 or 0.5", _largest, positive=True),
+    "gpu_quota": Property("a whole number of GPUs, 0 or more, e.g. 2", max),
+    "default_gpus": Property("a whole number of GPUs, 0 or more, e.g. 1", max),
+    "mem_limit": Property("a size with a suffix K, M, G or T, e.g. \"32G\"", max, positive=True),
+    "cpu_limit": Property("a number of CPUs above 0, e.g. 4 or 0.5", max, positive=True),
     "gpu_share": Property("how many servers share one GPU: a whole number, 1 (exclusive) or more",
-                          _smallest),
+                          min),
     "gpu_models": Property("a list of GPU models such as [\"A100\", \"H100\"] or \"A100, H100\"; "
                            "[] or \"\" allows every model", _all_models),
     "gpu_lease": Property("seconds, 0 (no lease) or more, e.g. 28800", _largest_zero_is_none),
     "gpu_idle_timeout": Property("seconds, 0 (never reclaimed) or more, e.g. 3600",
                                  _largest_zero_is_none),
     "queue_priority": Property("a whole number; higher goes first in the GPU queue, e.g. 10",
-                               _largest),
+                               max),
 }
 
 

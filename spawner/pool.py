@@ -248,8 +248,8 @@ class GPUPool:
 
     def describe(self, uuids) -> list[GPU]:
         """The latest reading of these devices (index, name), for messages."""
-        latest = self.inventory.latest()
-        return [gpu for gpu in (latest.gpus if latest else ()) if gpu.uuid in set(uuids)]
+        latest, wanted = self.inventory.latest(), set(uuids)
+        return [gpu for gpu in (latest.gpus if latest else ()) if gpu.uuid in wanted]
 
     def next_free_in(self) -> float | None:
         """Seconds until a GPU lease ends, by the latest listing; None when no GPU

@@ -249,16 +249,13 @@ class Hub:
 
     def wait_spawn(self, name: str, timeout: float = 180) -> tuple[str, str]:
         """Wait until a requested spawn is ready or failed: ("ready"|"failed", message)."""
-        response = self.api("GET", f"/users/{name}/server/progress", stream=True)
         message = ""
-        for line in response.iter_lines(decode_unicode=True):
-            if line.startswith("data:"):
-                event = json.loads(line[5:])
-                message = event.get("message", message)
-                if event.get("ready"):
-                    return "ready", message
-                if event.get("failed"):
-                    return "failed", message
+        for event in progress_events(self.api("GET", f"/users/{name}/server/progress", stream=True)):
+            message = event.get("message", message)
+            if event.get("ready"):
+                return "ready", message
+            if event.get("failed"):
+                return "failed", message
         server = self.server(name)
         return ("ready" if server and server["ready"] else "failed"), message
 
@@ -275,6 +272,13 @@ class Hub:
         wait_for(lambda: self.server(name) is None, f"{name}'s server to stop", timeout=60)
 
 
+def progress_events(response: requests.Response):
+    """The events of a progress stream (``GET …/server/progress``), as they come."""
+    for line in response.iter_lines(decode_unicode=True):
+        if line.startswith("data:"):
+            yield json.loads(line[5:])
+
+
 POSITION = re.compile(r"position (\d+) in the queue")
 
 
@@ -288,9 +292,8 @@ class Progress:
 
     def _read(self):
         try:
-            for line in self._response.iter_lines(decode_unicode=True):
-                if line.startswith("data:"):
-                    self.events.append(json.loads(line[5:]))
+            for event in progress_events(self._response):
+                self.events.append(event)
         except Exception:  # the hub went away: the events so far stay
             pass
 

@@ -2,7 +2,7 @@
 
 from gpuhub.hub.gpu_usage import views
 from gpuhub.hub.gpu_usage.tracker import Server, Tracker
-from gpuhub.spawner.gpu_status import DEFAULT_BUSY_MEMORY, status_of
+from gpuhub.spawner.gpu_status import DEFAULT_BUSY_MEMORY, Holder, status_of
 from gpuhub.spawner.inventory import GPU, GPUProcess, Inventory
 
 ANN, BOB = "a" * 64, "b" * 64
@@ -81,7 +81,7 @@ def test_free_means_what_the_spawner_means():
         sample, _ = tracker.update(100, Inventory(gpus=gpus), servers, {7: None})
         data = views.all_gpus(sample, tracker.history, 0, 1800, {}, {})
         assert [g["status"] for g in data["gpus"]] == expected
-        holders = {"GPU-4": "ann"}
+        holders = {"GPU-4": [Holder("ann")]}
         assert expected == [status_of(g, holders.get(g.uuid), threshold).status.value for g in gpus]
         totals = data["totals"]
         assert [totals[k] for k in ("free", "held", "busy", "unhealthy")] == [
