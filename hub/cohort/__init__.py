@@ -1,0 +1,1 @@
+"""Cohorts: a class or a hackathon as data (hub/cohort/README.md)."""

@@ -1,0 +1,50 @@
+"""How a cohort lives in JupyterHub: group names, property keys, the role. No I/O.
+
+One cohort ``ml-101`` with teams ``red`` and ``blue`` and instructors becomes:
+
+- group ``ml-101``: every member (students with or without a team). Its
+  properties: the cohort's fair-access settings (``gpu_quota`` …, read by the
+  spawner like any group's), :data:`STARTS`/:data:`ENDS` (ISO 8601 UTC) and
+  :data:`COHORT` = ``"ml-101"``.
+- group ``ml-101-red`` per team: properties :data:`COHORT` and :data:`TEAM` =
+  ``"red"``; its members get the team volume at ``~/team``.
+- group ``ml-101-instructors``: properties :data:`COHORT` and
+  :data:`INSTRUCTORS` = true; granted the role :func:`instructor_role_name`,
+  whose scopes :func:`instructor_scopes` are filtered to the cohort's group.
+
+The spawner, the gpu-usage service and the ``gpuhub cohort`` commands all
+read these names from here.
+"""
+
+from __future__ import annotations
+
+COHORT = "gpuhub_cohort"  # property on all of a cohort's groups: the cohort's name
+TEAM = "gpuhub_team"  # property on a team's group: the team's name
+INSTRUCTORS = "gpuhub_instructors"  # property on the instructors' group: true
+STARTS = "starts"  # property on the cohort's group: ISO 8601, servers may start from then
+ENDS = "ends"  # property on the cohort's group: ISO 8601, servers are stopped then
+INSTRUCTORS_SUFFIX = "instructors"
+USAGE_SCOPE = "custom:gpu-usage:read-all"  # the gpu-usage service's "see everyone" scope
+
+
+def team_group(cohort: str, team: str) -> str:
+    return f"{cohort}-{team}"
+
+
+def instructors_group(cohort: str) -> str:
+    return f"{cohort}-{INSTRUCTORS_SUFFIX}"
+
+
+def instructor_role_name(cohort: str) -> str:
+    return f"gpuhub-instructors-{cohort}"
+
+
+def instructor_scopes(cohort: str) -> list[str]:
+    """What a cohort's instructors may do: see the cohort's users and usage,
+    start/stop and enter their servers (help), nothing else."""
+    only = f"!group={cohort}"
+    return [
+        f"list:users{only}", f"read:users{only}", f"read:users:activity{only}",
+        f"read:servers{only}", f"servers{only}", f"access:servers{only}",
+        f"read:groups{only}", f"list:groups{only}", f"{USAGE_SCOPE}{only}",
+    ]
