@@ -18,6 +18,8 @@ IMAGE_LABEL = "gpuhub.image"  # the image the server runs: repo digest or image 
 SHARE_LABEL = "gpuhub.gpu_share"  # servers per GPU this server agreed to share with ("1": exclusive)
 LEASE_LABEL = "gpuhub.gpu_lease"  # seconds a GPU server may run ("0": no lease)
 IDLE_TIMEOUT_LABEL = "gpuhub.gpu_idle_timeout"  # seconds of GPU idleness before reclaim ("0": never)
+ENDS_LABEL = "gpuhub.ends"  # Unix time the user's cohort ends: the server is stopped then (absent: never)
+QUEUE_WAIT_LABEL = "gpuhub.queue_wait"  # seconds this start waited in the GPU queue ("0": none)
 
 
 def labels(
