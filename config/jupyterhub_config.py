@@ -14,6 +14,7 @@ from gpuhub.hub.bootstrap import ensure_fenced_network, ensure_private_dir, ensu
 from gpuhub.hub.gpu_usage.wiring import configure_gpu_usage
 from gpuhub.hub.idle_culler import IdleCullerSettingsError, configure_idle_culler
 from gpuhub.hub.identity import ensure_hub_id, ensure_prefix_is_ours
+from gpuhub.hub.ssh.wiring import SshSettingsError, configure_ssh
 from gpuhub.hub.variables import apply_hub_variables
 from gpuhub.spawner import GPUDockerSpawner
 
@@ -101,6 +102,13 @@ except IdleCullerSettingsError as error:
 # ---- GPU usage service (hub/gpu_usage): who holds which GPU, pages, JSON, metrics ----
 # After the site files: it follows their busy_memory_threshold, template_paths, admins.
 configure_gpu_usage(c, state_dir=state_dir, port=env("GPUHUB_USAGE_PORT", "8082"))
+
+# ---- SSH entrance (hub/ssh): ssh -p 8022 USER@HUB into one's own server (GPUHUB_SSH_PORT, 0 = off) ----
+# After the site files: it follows their prefix, image and volumes.
+try:
+    configure_ssh(c, state_dir=state_dir, environ=os.environ)
+except SshSettingsError as error:
+    sys.exit(f"gpuhub: {error}")
 
 # ---- last, with the final settings: this hub's names on the engine are its own ----
 ensure_prefix_is_ours(

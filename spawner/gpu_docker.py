@@ -49,6 +49,8 @@ CLAIM_ATTEMPTS = 3
 START_ALLOWANCE = 600
 
 
+DEFAULT_VOLUMES = {"{prefix}-user-{username}": "/home/jovyan"}  # the home volume (also read by hub/ssh)
+
 class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
     """A DockerSpawner that assigns free GPUs exclusively, by UUID.
 
@@ -106,7 +108,7 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
 
     @default("volumes")
     def _default_volumes(self):
-        return {"{prefix}-user-{username}": "/home/jovyan"}
+        return dict(DEFAULT_VOLUMES)
 
     @default("allowed_images")
     def _default_allowed_images(self):

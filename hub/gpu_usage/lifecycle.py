@@ -83,12 +83,12 @@ def release(pid_file: Path) -> None:
 
 
 async def watch_parent(parent: int, stop: asyncio.Event, log: logging.Logger,
-                       interval: float = 1.0) -> None:
+                       interval: float = 1.0, service: str = "gpu-usage") -> None:
     """Set ``stop`` once the process that started us (``parent``) is gone."""
     while not stop.is_set():
         if os.getppid() != parent:
             log.warning("The hub (pid %s) is gone: stopping, so that the next hub "
-                        "starts a gpu-usage service of its own", parent)
+                        "starts a %s service of its own", parent, service)
             stop.set()
             return
         await asyncio.sleep(interval)

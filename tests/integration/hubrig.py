@@ -101,6 +101,7 @@ class Hub:
     hub_port: int = field(default_factory=free_port)  # stable: servers keep talking to it
     proxy_api_port: int = field(default_factory=free_port)
     usage_port: int = field(default_factory=free_port)  # the gpu-usage service
+    ssh_port: int = field(default_factory=free_port)  # the SSH entrance
     network: str = NETWORK
     hub_ports: str = HUB_PORTS  # what the network's fence opens (GPUHUB_FENCE_HUB_PORTS)
     extra_env: dict = field(default_factory=dict)
@@ -136,6 +137,7 @@ class Hub:
             GPUHUB_BIND_URL=self.url,
             GPUHUB_HUB_PORT=str(self.hub_port),
             GPUHUB_USAGE_PORT=str(self.usage_port),
+            GPUHUB_SSH_PORT=str(self.ssh_port),
             GPUHUB_SERVICE_ENV="FAKE_NVML_STATE",  # the fake GPUs reach the gpu-usage service
             GPUHUB_ADMIN="admin",
             PYTHONFAULTHANDLER="1",  # a crash of the hub prints its Python stack in its log
