@@ -25,7 +25,6 @@ from . import SERVICE_NAME
 from .engine import Engine, EngineError
 from .hub_api import HubAPI
 from .server import Entrance, EntranceServer
-from .sessions import run_session
 from .throttle import Throttle
 
 LOGIN_TIMEOUT = 60  # seconds from connect to logged in
@@ -40,11 +39,6 @@ def ensure_host_key(path: Path) -> asyncssh.SSHKey:
         with os.fdopen(descriptor, "wb") as file:
             file.write(key.export_private_key())
     return asyncssh.read_private_key(str(path))
-
-
-def _user_server(process: asyncssh.SSHServerProcess):
-    """The logged-in user's server of the connection this channel belongs to."""
-    return process.get_extra_info("connection").get_owner().server
 
 
 class SshEntranceApp(Application):
@@ -165,7 +159,6 @@ class SshEntranceApp(Application):
         listener = await asyncssh.create_server(
             lambda: EntranceServer(entrance), self.ip or None, self.port,
             server_host_keys=[ensure_host_key(Path(self.host_key_file))],
-            process_factory=lambda process: run_session(process, _user_server(process), entrance.shell),
             encoding=None, line_editor=False, allow_pty=True,
             agent_forwarding=False, x11_forwarding=False, login_timeout=LOGIN_TIMEOUT)
         self.log.info("SSH entrance on port %s (ssh -p %s USER@HUB)", self.port, self.port)

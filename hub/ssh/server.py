@@ -19,7 +19,7 @@ import asyncssh
 
 from .engine import Engine, EngineError
 from .hub_api import HubAPI
-from .sessions import UserServer, forward_destination, forward_handler
+from .sessions import BridgeSession, UserServer, forward_destination, forward_handler
 from .throttle import Throttle
 
 log = logging.getLogger("gpuhub.ssh")
@@ -150,6 +150,9 @@ class EntranceServer(asyncssh.SSHServer):
         return False
 
     # ---- channels --------------------------------------------------------
+    def session_requested(self) -> BridgeSession:
+        return BridgeSession(self.server, self.entrance.shell)
+
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int):
         host, port = forward_destination(dest_host, dest_port)
         return forward_handler(self.server, host, port)

@@ -88,67 +88,133 @@ class UserServer:
             return found
 
 
-def exec_command(process: asyncssh.SSHServerProcess, shell: str) -> tuple[list[str], bool]:
-    """What to run for this channel, and whether with a TTY. No I/O."""
-    tty = process.get_terminal_type() is not None
-    if process.subsystem == "sftp":
-        return ["/bin/sh", "-c", SFTP_SERVER], False
-    if process.subsystem:
-        raise SessionError(f"subsystem {process.subsystem!r} is not offered (only sftp)")
-    if process.command is not None:
-        return [shell, "-c", process.command], tty
-    return [shell, "-l"], tty
+class BridgeSession(asyncssh.SSHServerSession):
+    """One session channel (asyncssh's callback API, which leaves the ``sftp``
+    subsystem to us): collects what the client asks for (pty, shell, command,
+    subsystem), then runs it in the user's container and copies both ways with
+    flow control (the client's window, the engine connection's buffer)."""
 
+    def __init__(self, server: UserServer, shell: str):
+        self.server, self.shell = server, shell
+        self.chan: asyncssh.SSHServerChannel | None = None
+        self.term: str | None = None
+        self.size = (0, 0)
+        self.command: str | None = None
+        self.subsystem: str | None = None
+        self.stream: ExecStream | None = None
+        self.exec_id = ""
+        self.inbox: asyncio.Queue = asyncio.Queue()  # bytes, ("size", w, h), or None (end of input)
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.task: asyncio.Task | None = None
 
-async def run_session(process: asyncssh.SSHServerProcess, server: UserServer, shell: str) -> None:
-    """The handler of one session channel: shell, command or sftp in the user's container."""
-    newline = "\r\n" if process.get_terminal_type() else "\n"
+    # ---- what the client asks -----------------------------------------------
+    def connection_made(self, chan) -> None:
+        self.chan = chan
 
-    async def say(message: str) -> None:
-        process.stderr.write(f"{message}{newline}".encode())
+    def pty_requested(self, term_type, term_size, term_modes) -> bool:
+        self.term, self.size = term_type, (term_size[0], term_size[1])
+        return True
 
-    try:
-        command, tty = exec_command(process, shell)
-        container = await server.container(say)
-        environment = {"TERM": process.get_terminal_type()} if tty else {}
-        exec_id, stream = await server.engine.exec(container, command, tty=tty, environment=environment)
-    except (SessionError, EngineError) as error:
-        await say(f"gpuhub ssh: {error}")
-        process.exit(1)
-        return
-    if tty:
-        width, height, _, _ = process.get_terminal_size()
-        await server.engine.resize(exec_id, width, height)
-    feeding = asyncio.ensure_future(_feed(process, stream, server.engine, exec_id))
-    try:
-        while (chunk := await stream.read()) is not None:
-            fd, data = chunk
-            (process.stderr if fd == 2 else process.stdout).write(data)
-            await (process.stderr if fd == 2 else process.stdout).drain()
-        status = await server.engine.exit_code(exec_id)
-    except (asyncssh.Error, ConnectionError, BrokenPipeError):
-        status = 255  # the client went away
-    finally:
-        feeding.cancel()
-        stream.close()
-    process.exit(status)
+    def shell_requested(self) -> bool:
+        return True
 
+    def exec_requested(self, command: str) -> bool:
+        self.command = command
+        return True
 
-async def _feed(process, stream: ExecStream, engine: Engine, exec_id: str) -> None:
-    """Client → process: stdin bytes, window size changes, end of input."""
-    try:
-        while True:
+    def subsystem_requested(self, subsystem: str) -> bool:
+        self.subsystem = subsystem
+        return subsystem == "sftp"
+
+    def session_started(self) -> None:
+        self.task = asyncio.ensure_future(self.run())
+        self.task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("SSH session of %s failed", self.server.user, exc_info=task.exception())
             try:
-                data = await process.stdin.read(65536)
-            except asyncssh.TerminalSizeChanged as change:
-                await engine.resize(exec_id, change.width, change.height)
-                continue
-            if not data:
-                break
-            await stream.write(data)
-        stream.close_stdin()
-    except (asyncssh.Error, ConnectionError, BrokenPipeError):
-        stream.close()
+                self.chan.write_stderr(b"gpuhub ssh: internal error (in the entrance's log)\n")
+                self.chan.exit(255)
+            except (BrokenPipeError, OSError):
+                pass  # the client has gone
+
+    # ---- client → process ---------------------------------------------------
+    def data_received(self, data: bytes, datatype) -> None:
+        self.inbox.put_nowait(data)
+        if self.inbox.qsize() > 64:  # the engine side is slower: hold the client back
+            self.chan.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.inbox.put_nowait(None)
+        return True  # half-open: the process's output still comes back
+
+    def terminal_size_changed(self, width, height, pixwidth, pixheight) -> None:
+        self.inbox.put_nowait(("size", width, height))
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def connection_lost(self, exc) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    # ---- the process --------------------------------------------------------
+    def what_to_run(self) -> tuple[list[str], bool]:
+        """The command for this channel, and whether with a TTY. No I/O."""
+        tty = self.term is not None
+        if self.subsystem == "sftp":
+            return ["/bin/sh", "-c", SFTP_SERVER], False
+        if self.command is not None:
+            return [self.shell, "-c", self.command], tty
+        return [self.shell, "-l"], tty
+
+    async def say(self, message: str) -> None:
+        self.chan.write_stderr(f"{message}{chr(13) if self.term else ''}\n".encode())
+
+    async def run(self) -> None:
+        try:
+            command, tty = self.what_to_run()
+            container = await self.server.container(self.say)
+            environment = {"TERM": self.term} if tty else {}
+            self.exec_id, self.stream = await self.server.engine.exec(
+                container, command, tty=tty, environment=environment)
+        except (SessionError, EngineError) as error:
+            await self.say(f"gpuhub ssh: {error}")
+            self.chan.exit(1)
+            return
+        if tty:
+            await self.server.engine.resize(self.exec_id, *self.size)
+        feeding = asyncio.ensure_future(self.feed())
+        try:
+            while (chunk := await self.stream.read()) is not None:
+                await self.writable.wait()
+                fd, data = chunk
+                (self.chan.write_stderr if fd == 2 else self.chan.write)(data)
+            status = await self.server.engine.exit_code(self.exec_id)
+        except (asyncssh.Error, ConnectionError, BrokenPipeError):
+            status = 255
+        finally:
+            feeding.cancel()
+            self.stream.close()
+        self.chan.exit(status)
+
+    async def feed(self) -> None:
+        try:
+            while (item := await self.inbox.get()) is not None:
+                if isinstance(item, tuple):
+                    await self.server.engine.resize(self.exec_id, item[1], item[2])
+                    continue
+                await self.stream.write(item)
+                if self.inbox.qsize() < 16:
+                    self.chan.resume_reading()
+            self.stream.close_stdin()
+        except (ConnectionError, BrokenPipeError):
+            self.stream.close()
 
 
 def forward_destination(host: str, port: int) -> tuple[str, int]:

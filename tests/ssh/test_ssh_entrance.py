@@ -12,6 +12,7 @@ import asyncio
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,17 +20,41 @@ import asyncssh
 import pytest
 
 from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import PREFIX, Hub, remove_test_objects
+from gpuhub.hub.ssh.sessions import SFTP_SERVER
+from tests.integration.hubrig import IMAGE, PREFIX, REPO, Hub, remove_test_objects
 
 ACCOUNT_PASSWORD = "gpuhub-Test-pass-1"
+SFTP_IMAGE = f"{IMAGE}-sftp"
+
+
+def sftp_image(engine) -> str:
+    """The test image plus OpenSSH's sftp-server (Debian's openssh-sftp-server, 66 kB,
+    libc only; kept in .cache/ssh/ after one ``apt-get download``): scp and sftp need
+    it in the user's server, and the test image does not have it."""
+    base = engine.images.get(IMAGE)
+    found = engine.images.list(name=SFTP_IMAGE)
+    if found and found[0].labels.get("gpuhub.test-base") == base.id:
+        return SFTP_IMAGE
+    cache = REPO / ".cache" / "ssh"
+    cache.mkdir(parents=True, exist_ok=True)
+    if not list(cache.glob("openssh-sftp-server_*.deb")):
+        subprocess.run(["apt-get", "download", "openssh-sftp-server"], cwd=cache, check=True, capture_output=True)
+    with tempfile.TemporaryDirectory() as context:
+        subprocess.run(["dpkg-deb", "-x", str(next(cache.glob("openssh-sftp-server_*.deb"))), context], check=True)
+        Path(context, "Dockerfile").write_text(
+            f"FROM {IMAGE}\nLABEL gpuhub.test-base={base.id}\n"
+            "COPY usr/lib/openssh/sftp-server /usr/lib/openssh/sftp-server\n")
+        engine.images.build(path=context, tag=SFTP_IMAGE, rm=True)
+    return SFTP_IMAGE
 
 
 @pytest.fixture(scope="module")
 def hub(engine, nvml_library, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ssh-hub")
     nvml = FakeNVML(workdir / "gpus.state")
-    nvml.write(FakeNVML.make_gpus(1))
-    hub = Hub(workdir=workdir, nvml=nvml, extra_env={"GPUHUB_SSH_MAX_FAILURES": "6"})
+    nvml.write(FakeNVML.make_gpus(4))  # alice, bob, carol: one each (a start takes 1 by default)
+    hub = Hub(workdir=workdir, nvml=nvml, extra_env={"GPUHUB_SSH_MAX_FAILURES": "6"},
+              extra_config=f"c.GPUDockerSpawner.image = {sftp_image(engine)!r}\n")
     hub.start()
     try:
         yield hub
@@ -57,9 +82,10 @@ def authorize(engine, user: str, key: Path):
 def ssh(hub: Hub, user: str, key: Path, *command: str, options=(), source="127.0.0.1", timeout=240):
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}  # only the test's key
     return subprocess.run(
-        ["ssh", "-p", str(hub.ssh_port), "-b", source, "-i", str(key), "-o", "IdentitiesOnly=yes",
+        # options first: for ssh, the first value given for an option wins
+        ["ssh", *options, "-p", str(hub.ssh_port), "-b", source, "-i", str(key), "-o", "IdentitiesOnly=yes",
          "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-         "-o", "LogLevel=ERROR", "-F", "/dev/null", *options, f"{user}@127.0.0.1", *command],
+         "-o", "LogLevel=ERROR", "-F", "/dev/null", f"{user}@127.0.0.1", *command],
         capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -96,3 +122,171 @@ def test_stdin_and_stderr(hub, alice):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "100000"
     assert "oops" in result.stderr
+
+
+async def _run_with_terminal(hub: Hub, key: Path, command: str, size, resize=None):
+    async with asyncssh.connect(
+            "127.0.0.1", hub.ssh_port, username="alice", client_keys=[str(key)], known_hosts=None,
+            agent_path=None, preferred_auth="publickey") as conn:
+        process = await conn.create_process(command, term_type="xterm-256color", term_size=size)
+        if resize:
+            process.change_terminal_size(*resize)
+        result = await process.wait()
+        return result.exit_status, result.stdout
+
+
+def test_terminal_with_window_size_and_resize(hub, alice):
+    status, output = asyncio.run(_run_with_terminal(hub, alice, "tty; stty size; echo $TERM", (100, 30)))
+    assert status == 0, output
+    device, size, term = output.split("\r\n")[:3]
+    assert device.startswith("/dev/pts/") and size == "30 100" and term == "xterm-256color"
+    status, output = asyncio.run(_run_with_terminal(hub, alice, "sleep 2; stty size", (100, 30), (132, 43)))
+    assert output.strip() == "43 132"
+
+
+def test_other_users_key_and_unknown_user_get_the_same_refusal(hub, engine, alice, tmp_path):
+    hub.create_users("bob")
+    hub.start_server("bob")
+    bob = keypair(tmp_path, "bob")
+    authorize(engine, "bob", bob)
+    assert ssh(hub, "bob", bob, "echo $JUPYTERHUB_USER").stdout.strip() == "bob"
+    as_bob = ssh(hub, "bob", alice, "echo $JUPYTERHUB_USER")  # alice's key, bob's name
+    nobody = ssh(hub, "nobody", alice, "true")
+    assert as_bob.returncode == nobody.returncode == 255
+    assert as_bob.stdout == nobody.stdout == ""
+    assert as_bob.stderr.replace("bob", "X") == nobody.stderr.replace("nobody", "X")
+    assert "Permission denied" in as_bob.stderr
+
+
+def test_ssh_to_a_stopped_server_starts_it(hub, engine, tmp_path):
+    hub.create_users("carol")
+    hub.start_server("carol")
+    key = keypair(tmp_path, "carol")
+    authorize(engine, "carol", key)
+    hub.stop_server("carol")
+    started = time.monotonic()
+    result = ssh(hub, "carol", key, "whoami; echo $JUPYTERHUB_USER")
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["jovyan", "carol"]
+    assert "starting it" in result.stderr and "Your server is ready." in result.stderr
+    assert hub.server("carol")["ready"]
+    print(f"ssh carol@hub to a stopped server: {took:.1f} s; progress:\n{result.stderr}")
+
+
+async def _password_login(hub: Hub, user: str, password: str) -> str:
+    async with asyncssh.connect(
+            "127.0.0.1", hub.ssh_port, username=user, password=password, client_keys=None,
+            known_hosts=None, agent_path=None, preferred_auth="password",
+            local_addr=("127.0.0.3", 0)) as conn:
+        return (await conn.run("echo $JUPYTERHUB_USER", check=True)).stdout.strip()
+
+
+def test_api_token_as_password_works_account_password_never(hub, alice):
+    with pytest.raises(asyncssh.PermissionDenied):
+        asyncio.run(_password_login(hub, "alice", ACCOUNT_PASSWORD))
+    hub.create_users("bob")
+    with pytest.raises(asyncssh.PermissionDenied):  # bob's token is not alice's
+        asyncio.run(_password_login(hub, "alice", hub.user_token("bob")))
+    limited = hub.api("POST", "/users/alice/tokens", json={"scopes": ["read:users:name!user=alice"]})
+    assert limited.status_code == 201, limited.text
+    with pytest.raises(asyncssh.PermissionDenied):  # a token that may not use her server
+        asyncio.run(_password_login(hub, "alice", limited.json()["token"]))
+    assert asyncio.run(_password_login(hub, "alice", hub.user_token("alice"))) == "alice"
+
+
+def free_local_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_port_forwarding_reaches_only_the_own_container(hub, engine, alice):
+    container = engine.containers.get(f"{PREFIX}-alice")
+    container.exec_run(["python3", "-m", "http.server", "8765", "--bind", "127.0.0.1"],
+                       user="1000", detach=True, workdir="/home/jovyan")
+    local = free_local_port()
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    forward = subprocess.Popen(
+        ["ssh", "-N", "-p", str(hub.ssh_port), "-i", str(alice), "-o", "IdentitiesOnly=yes", "-F", "/dev/null",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+         "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{local}:localhost:8765", "alice@127.0.0.1"],
+        env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        body = b""
+        while time.monotonic() < deadline and b"Directory listing" not in body:
+            try:
+                with socket.create_connection(("127.0.0.1", local), timeout=10) as s:
+                    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    body = b"".join(iter(lambda: s.recv(65536), b""))
+            except OSError:
+                time.sleep(0.5)
+        assert b"200 OK" in body and b"Directory listing" in body
+    finally:
+        forward.terminate()
+        forward.wait(10)
+    network = container.attrs["NetworkSettings"]["Networks"]
+    gateway = next(iter(network.values()))["Gateway"]
+    for target in (f"{gateway}:{hub.hub_port}", f"{gateway}:22", "10.0.0.1:80", "example.org:443"):
+        refused = ssh(hub, "alice", alice, options=("-W", target, "-o", "LogLevel=INFO"))
+        assert refused.returncode == 255 and "prohibited" in refused.stderr, (target, refused.stderr)
+    # 127.0.0.1 is the container's loopback: the hub's port there is not the hub's
+    reached = ssh(hub, "alice", alice, options=("-W", f"127.0.0.1:{hub.port}"))
+    assert reached.stdout == ""
+
+
+def test_twenty_wrong_attempts_are_slowed_then_refused(hub, alice, tmp_path):
+    stranger = keypair(tmp_path, "mallory")
+    times, banners = [], 0
+    for _ in range(20):
+        started = time.monotonic()
+        result = ssh(hub, "alice", stranger, "true", options=("-o", "LogLevel=INFO"), source="127.0.0.2")
+        times.append(time.monotonic() - started)
+        assert result.returncode == 255 and "Permission denied" in result.stderr
+        banners += "Too many failed logins" in result.stderr
+    print("attempt times (s):", " ".join(f"{t:.1f}" for t in times))
+    assert max(times[3:6]) >= min(times[:3]) + 0.9  # slowed down after the free attempts
+    assert banners >= 12  # then refused outright (GPUHUB_SSH_MAX_FAILURES=6)
+    # the right key from that address is refused too, for now; from another one it works
+    assert ssh(hub, "alice", alice, "true", source="127.0.0.2").returncode == 255
+    assert ssh(hub, "alice", alice, "true").returncode == 0
+
+
+def scp(hub: Hub, key: Path, *paths: str):
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    return subprocess.run(
+        ["scp", "-P", str(hub.ssh_port), "-i", str(key), "-o", "IdentitiesOnly=yes", "-F", "/dev/null",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+         "-o", "LogLevel=ERROR", *paths],
+        capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_scp_round_trip_through_the_home_volume(hub, engine, alice, tmp_path):
+    sent = tmp_path / "weights.bin"
+    sent.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    started = time.monotonic()
+    result = scp(hub, alice, str(sent), "alice@127.0.0.1:weights.bin")  # OpenSSH 9: over SFTP
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    stored = engine.containers.get(f"{PREFIX}-alice").exec_run(
+        ["stat", "-c", "%s %U", "/home/jovyan/weights.bin"], user="1000")
+    assert stored.output.decode().split() == [str(sent.stat().st_size), "jovyan"]
+    back = tmp_path / "back.bin"
+    result = scp(hub, alice, "alice@127.0.0.1:weights.bin", str(back))
+    assert result.returncode == 0, result.stderr
+    assert back.read_bytes() == sent.read_bytes()
+    print(f"scp 3 MiB up: {took:.2f} s")
+
+
+def test_an_image_without_sftp_server_says_so(engine):
+    """What sftp and scp users are told when their image lacks the SFTP server."""
+    container = engine.containers.create(IMAGE, ["/bin/sh", "-c", SFTP_SERVER], entrypoint=[], user="1000",
+                                         network_disabled=True, name=f"{PREFIX}-nosftp")
+    try:
+        container.start()
+        assert container.wait(timeout=60)["StatusCode"] == 127
+        output = container.logs(stdout=False, stderr=True).decode()
+    finally:
+        container.remove(force=True)
+    assert "has no SFTP server (Debian package openssh-sftp-server)" in output
