@@ -97,7 +97,7 @@ test: $(VENV)/.installed $(VENV_ANSIBLE)/.installed $(VENV_JH6)/.installed node_
 test-lane-hubs:
 	$(PY) -m pytest tests/integration
 test-lane-rest:
-	GPUHUB_TEST_PREFIX=gpuhubimg $(PY) -m pytest tests/unit tests/images tests/ansible tests/cohort
+	GPUHUB_TEST_PREFIX=gpuhubimg $(PY) -m pytest tests/unit tests/images tests/ansible tests/cohort tests/ssh
 	GPUHUB_TEST_PREFIX=gpuhubjh6 $(VENV_JH6)/bin/python -m pytest $(JH6_TESTS)
 
 # JupyterHub 6: a second venv from constraints-jh6.txt, its own test notebook

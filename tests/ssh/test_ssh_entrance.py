@@ -38,7 +38,11 @@ def sftp_image(engine) -> str:
     cache = REPO / ".cache" / "ssh"
     cache.mkdir(parents=True, exist_ok=True)
     if not list(cache.glob("openssh-sftp-server_*.deb")):
-        subprocess.run(["apt-get", "download", "openssh-sftp-server"], cwd=cache, check=True, capture_output=True)
+        fetched = subprocess.run(["apt-get", "download", "openssh-sftp-server"], cwd=cache,
+                                 capture_output=True, text=True)
+        if fetched.returncode != 0:
+            pytest.fail(f"apt-get download openssh-sftp-server failed ({fetched.stderr.strip()[-300:]}): "
+                        f"put Debian bookworm's openssh-sftp-server_*.deb into {cache}")
     with tempfile.TemporaryDirectory() as context:
         subprocess.run(["dpkg-deb", "-x", str(next(cache.glob("openssh-sftp-server_*.deb"))), context], check=True)
         Path(context, "Dockerfile").write_text(
