@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -176,6 +177,43 @@ def test_ssh_to_a_stopped_server_starts_it(hub, engine, tmp_path):
     assert "starting it" in result.stderr and "Your server is ready." in result.stderr
     assert hub.server("carol")["ready"]
     print(f"ssh carol@hub to a stopped server: {took:.1f} s; progress:\n{result.stderr}")
+
+
+def test_a_start_over_ssh_shows_the_queue_position(hub, engine, tmp_path):
+    """All GPUs held: the SSH client is told its place in the GPU queue, then gets in."""
+    hub.create_users("dave")
+    hub.start_server("dave")
+    key = keypair(tmp_path, "dave")
+    authorize(engine, "dave", key)
+    hub.stop_server("dave")
+    fillers = []
+    for name in ("erin", "frank", "grace", "heidi"):  # until the 4 fake GPUs are all held
+        running = [u for u in hub.api("GET", "/users").json() if (u["servers"].get("") or {}).get("ready")]
+        if len(running) >= 4:
+            break
+        hub.create_users(name)
+        hub.start_server(name)
+        fillers.append(name)
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    client = subprocess.Popen(
+        ["ssh", "-p", str(hub.ssh_port), "-i", str(key), "-o", "IdentitiesOnly=yes", "-F", "/dev/null",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+         "-o", "LogLevel=ERROR", "dave@127.0.0.1", "echo $JUPYTERHUB_USER"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(client.stderr.readline, "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 90
+    while not any("position 1 in the queue" in line for line in lines):
+        assert time.monotonic() < deadline and client.poll() is None, lines
+        time.sleep(0.3)
+    hub.stop_server(fillers[-1])  # a GPU comes free: dave's start goes on
+    output, _ = client.communicate(timeout=180)
+    reader.join(10)
+    assert client.returncode == 0, lines
+    assert output.strip() == "dave"
+    assert any("Your server is ready." in line for line in lines), lines
+    print("progress in dave's terminal:\n" + "".join(lines))
 
 
 async def _password_login(hub: Hub, user: str, password: str) -> str:
