@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -51,6 +52,13 @@ class HubAPI:
         model = json.loads(response.body)
         return model.get("kind", "user") == "user" and model.get("name") == user \
             and token_allows_server(model.get("scopes") or [], user)
+
+    async def report_activity(self, user: str) -> bool:
+        """Tell the hub the user's default server is in use now (the idle culler reads it)."""
+        now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        response = await self._request("POST", f"/users/{quote(user, safe='')}/activity",
+                                       body={"last_activity": now, "servers": {"": {"last_activity": now}}})
+        return response.code == 204 or response.code == 200
 
     async def user_exists(self, user: str) -> bool:
         return (await self._request("GET", f"/users/{quote(user, safe='')}")).code == 200

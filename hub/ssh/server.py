@@ -84,6 +84,8 @@ class EntranceServer(asyncssh.SSHServer):
         self.peer = conn.get_extra_info("peername") or ("", 0)
 
     def connection_lost(self, exc) -> None:
+        if self.server is not None:
+            self.server.close()
         if self.attempted and not self.authenticated and not self.counted and not self.blocked:
             self.entrance.throttle.record_failure(self.peer[0], self.user, time.monotonic())
             log.info("SSH login as %r from %s failed", self.user, self.peer[0])

@@ -54,6 +54,7 @@ while True:
     if not d: break
     os.write(1, d)
 """
+ACTIVITY_INTERVAL = 300  # seconds; the idle culler's timeout is an hour by default
 LOOPBACK = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1", "ip6-localhost": "::1"}
 
 
@@ -69,23 +70,41 @@ class UserServer:
     engine: Engine
     hub: HubAPI
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _activity: asyncio.Task | None = None
 
     async def container(self, say) -> Container:
         async with self._lock:  # two channels opened at once start the server once
             found = await self.engine.find(self.user)
-            if found is not None:
-                return found
-            await say(f"Your server is not running: starting it (user {self.user}) …")
-            try:
-                await self.hub.start_server(self.user, say)
-            except StartFailed as error:
-                raise SessionError(f"your server could not start: {error}") from None
-            found = await self.engine.find(self.user)
             if found is None:
-                raise SessionError("the hub says your server runs, but its container is not there; "
-                                   "stop and start it from the hub's home page")
-            await say("Your server is ready.")
+                found = await self._start(say)
+            if self._activity is None:
+                self._activity = asyncio.ensure_future(self._report_activity())
             return found
+
+    async def _report_activity(self) -> None:
+        """While the connection is open, the server counts as in use for the idle
+        culler (an SSH session does not pass the proxy, which records the browser's)."""
+        while True:
+            if not await self.hub.report_activity(self.user):
+                log.warning("Could not report %s's SSH activity to the hub", self.user)
+            await asyncio.sleep(ACTIVITY_INTERVAL)
+
+    def close(self) -> None:
+        if self._activity is not None:
+            self._activity.cancel()
+
+    async def _start(self, say) -> Container:
+        await say(f"Your server is not running: starting it (user {self.user}) …")
+        try:
+            await self.hub.start_server(self.user, say)
+        except StartFailed as error:
+            raise SessionError(f"your server could not start: {error}") from None
+        found = await self.engine.find(self.user)
+        if found is None:
+            raise SessionError("the hub says your server runs, but its container is not there; "
+                               "stop and start it from the hub's home page")
+        await say("Your server is ready.")
+        return found
 
 
 class BridgeSession(asyncssh.SSHServerSession):

@@ -1,8 +1,8 @@
 """The hub side of the SSH entrance: one call in ``config/jupyterhub_config.py``
 registers the service and its role. No I/O (the service makes its host key).
 
-Its role can see users' names and start (and see) their servers, and no more:
-never admin. Whether a token given as a password is a user's is asked with
+Its role can see users' names, start (and see) their servers and report their
+activity, and no more: never admin. Whether a token given as a password is a user's is asked with
 that token itself (``GET /hub/api/user``), not with the service's rights.
 """
 
@@ -21,7 +21,9 @@ from gpuhub.spawner.user_volumes import per_user_templates
 from . import SERVICE_NAME
 
 ROLE_NAME = "gpuhub-ssh"
-SCOPES = ["read:users:name", "servers"]  # servers: start a stopped server, follow its progress
+# servers: start a stopped server, follow its progress; users:activity: an SSH
+# session keeps the server from looking idle to the idle culler
+SCOPES = ["read:users:name", "servers", "users:activity"]
 
 
 class SshSettingsError(ValueError):

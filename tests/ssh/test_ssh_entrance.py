@@ -22,7 +22,7 @@ import pytest
 
 from tests.fakes.fake_gpus import FakeNVML
 from gpuhub.hub.ssh.sessions import SFTP_SERVER
-from tests.integration.hubrig import IMAGE, PREFIX, REPO, Hub, remove_test_objects
+from tests.integration.hubrig import IMAGE, PREFIX, REPO, Hub, remove_test_objects, wait_for
 
 ACCOUNT_PASSWORD = "gpuhub-Test-pass-1"
 SFTP_IMAGE = f"{IMAGE}-sftp"
@@ -115,6 +115,14 @@ def test_key_login_lands_in_own_server_as_notebook_user(hub, engine, alice):
     assert engine.containers.get(f"{PREFIX}-alice").id.startswith(hostname)
     print(f"ssh alice@hub whoami (server running): {took:.2f} s")
     assert ssh(hub, "alice", alice, "exit 7").returncode == 7  # the command's exit status
+
+
+def test_an_ssh_session_counts_as_activity(hub, alice):
+    before = hub.server("alice")["last_activity"]
+    time.sleep(1.1)
+    assert ssh(hub, "alice", alice, "true").returncode == 0
+    # the idle culler sees the server in use (reported as the session opens)
+    wait_for(lambda: hub.server("alice")["last_activity"] > before, "alice's SSH activity", timeout=10)
 
 
 def test_stdin_and_stderr(hub, alice):
