@@ -141,7 +141,8 @@ class EntranceServer(asyncssh.SSHServer):
         if self.blocked or throttle.blocked_for(source, username, time.monotonic()):
             self.blocked = True
             return False
-        await asyncio.sleep(throttle.delay(source, username, time.monotonic()))
+        if self.counted:  # a second try on this connection: begin_auth waited for the first
+            await asyncio.sleep(throttle.delay(source, username, time.monotonic()))
         if await self.entrance.hub.token_owner(username, password):
             return True
         throttle.record_failure(source, username, time.monotonic())

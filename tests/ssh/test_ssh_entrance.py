@@ -84,14 +84,22 @@ def authorize(engine, user: str, key: Path):
     assert result.exit_code == 0, result.output
 
 
-def ssh(hub: Hub, user: str, key: Path, *command: str, options=(), source="127.0.0.1", timeout=240):
-    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}  # only the test's key
-    return subprocess.run(
-        # options first: for ssh, the first value given for an option wins
-        ["ssh", *options, "-p", str(hub.ssh_port), "-b", source, "-i", str(key), "-o", "IdentitiesOnly=yes",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-         "-o", "LogLevel=ERROR", "-F", "/dev/null", f"{user}@127.0.0.1", *command],
-        capture_output=True, text=True, timeout=timeout, env=env)
+CLIENT_ENV = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}  # only the test's keys
+
+
+CLIENT_OPTIONS = ["-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+                  "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+
+
+def ssh_command(hub: Hub, user: str, key: Path, *command: str, options=(), source="127.0.0.1") -> list[str]:
+    # options first: for ssh, the first value given for an option wins
+    return ["ssh", *options, "-p", str(hub.ssh_port), "-b", source, "-i", str(key), *CLIENT_OPTIONS,
+            f"{user}@127.0.0.1", *command]
+
+
+def ssh(hub: Hub, user: str, key: Path, *command: str, options=(), source="127.0.0.1", timeout=240, input=None):
+    return subprocess.run(ssh_command(hub, user, key, *command, options=options, source=source),
+                          capture_output=True, text=True, timeout=timeout, env=CLIENT_ENV, input=input)
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +134,7 @@ def test_an_ssh_session_counts_as_activity(hub, alice):
 
 
 def test_stdin_and_stderr(hub, alice):
-    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-    result = subprocess.run(
-        ["ssh", "-p", str(hub.ssh_port), "-i", str(alice), "-o", "IdentitiesOnly=yes", "-F", "/dev/null",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-         "-o", "LogLevel=ERROR", "alice@127.0.0.1", "wc -c; echo oops >&2"],
-        input="x" * 100_000, capture_output=True, text=True, timeout=120, env=env)
+    result = ssh(hub, "alice", alice, "wc -c; echo oops >&2", input="x" * 100_000)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "100000"
     assert "oops" in result.stderr
@@ -202,12 +205,8 @@ def test_a_start_over_ssh_shows_the_queue_position(hub, engine, tmp_path):
         hub.create_users(name)
         hub.start_server(name)
         fillers.append(name)
-    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-    client = subprocess.Popen(
-        ["ssh", "-p", str(hub.ssh_port), "-i", str(key), "-o", "IdentitiesOnly=yes", "-F", "/dev/null",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-         "-o", "LogLevel=ERROR", "dave@127.0.0.1", "echo $JUPYTERHUB_USER"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    client = subprocess.Popen(ssh_command(hub, "dave", key, "echo $JUPYTERHUB_USER"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLIENT_ENV)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(client.stderr.readline, "")), daemon=True)
     reader.start()
@@ -216,7 +215,8 @@ def test_a_start_over_ssh_shows_the_queue_position(hub, engine, tmp_path):
         assert time.monotonic() < deadline and client.poll() is None, lines
         time.sleep(0.3)
     hub.stop_server(fillers[-1])  # a GPU comes free: dave's start goes on
-    output, _ = client.communicate(timeout=180)
+    output = client.stdout.read()  # stderr is the reader's
+    client.wait(180)
     reader.join(10)
     assert client.returncode == 0, lines
     assert output.strip() == "dave"
@@ -256,12 +256,10 @@ def test_port_forwarding_reaches_only_the_own_container(hub, engine, alice):
     container.exec_run(["python3", "-m", "http.server", "8765", "--bind", "127.0.0.1"],
                        user="1000", detach=True, workdir="/home/jovyan")
     local = free_local_port()
-    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
     forward = subprocess.Popen(
-        ["ssh", "-N", "-p", str(hub.ssh_port), "-i", str(alice), "-o", "IdentitiesOnly=yes", "-F", "/dev/null",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-         "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{local}:localhost:8765", "alice@127.0.0.1"],
-        env=env, stderr=subprocess.PIPE)
+        ssh_command(hub, "alice", alice, options=("-N", "-o", "ExitOnForwardFailure=yes",
+                                                  "-L", f"127.0.0.1:{local}:localhost:8765")),
+        env=CLIENT_ENV, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         body = b""
@@ -304,12 +302,8 @@ def test_twenty_wrong_attempts_are_slowed_then_refused(hub, alice, tmp_path):
 
 
 def scp(hub: Hub, key: Path, *paths: str):
-    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-    return subprocess.run(
-        ["scp", "-P", str(hub.ssh_port), "-i", str(key), "-o", "IdentitiesOnly=yes", "-F", "/dev/null",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-         "-o", "LogLevel=ERROR", *paths],
-        capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(["scp", "-P", str(hub.ssh_port), "-i", str(key), *CLIENT_OPTIONS, *paths],
+                          capture_output=True, text=True, timeout=120, env=CLIENT_ENV)
 
 
 def test_scp_round_trip_through_the_home_volume(hub, engine, alice, tmp_path):
