@@ -160,6 +160,16 @@ class Engine:
         stream = await ExecStream.open(self.kind, self.where, created["Id"], tty)
         return created["Id"], stream
 
+    async def hang_up(self, container: Container, pid: int) -> None:
+        """SIGHUP to a process of the container (as its user: only the user's own processes;
+        the shell's kill, since images need not have /bin/kill)."""
+        try:
+            created = await self._call("exec_create", container.id, ["/bin/sh", "-c", 'kill -HUP "$1"', "sh", str(pid)],
+                                       user=container.user, stdout=False, stderr=False)
+            await self._call("exec_start", created["Id"])
+        except docker.errors.APIError:
+            pass  # the container is gone, and the process with it
+
     async def resize(self, exec_id: str, width: int, height: int) -> None:
         if width > 0 and height > 0:
             try:

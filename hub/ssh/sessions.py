@@ -54,6 +54,7 @@ while True:
     if not d: break
     os.write(1, d)
 """
+SAY_PID = 'echo "$$"; exec "$@"'  # the PID stays the same through exec
 ACTIVITY_INTERVAL = 300  # seconds; the idle culler's timeout is an hour by default
 LOOPBACK = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1", "ip6-localhost": "::1"}
 
@@ -200,27 +201,54 @@ class BridgeSession(asyncssh.SSHServerSession):
             command, tty = self.what_to_run()
             container = await self.server.container(self.say)
             environment = {"TERM": self.term} if tty else {}
+            if tty:  # the process says its PID first: hung up when the client goes (below)
+                command = ["/bin/sh", "-c", SAY_PID, "sh", *command]
             self.exec_id, self.stream = await self.server.engine.exec(
                 container, command, tty=tty, environment=environment)
         except (SessionError, EngineError) as error:
             await self.say(f"gpuhub ssh: {error}")
             self.chan.exit(1)
             return
+        pid = None
         if tty:
             await self.server.engine.resize(self.exec_id, *self.size)
+            pid = await self.read_pid()
         feeding = asyncio.ensure_future(self.feed())
+        ended = False
         try:
             while (chunk := await self.stream.read()) is not None:
                 await self.writable.wait()
                 fd, data = chunk
                 (self.chan.write_stderr if fd == 2 else self.chan.write)(data)
+            ended = True
             status = await self.server.engine.exit_code(self.exec_id)
         except (asyncssh.Error, ConnectionError, BrokenPipeError):
             status = 255
         finally:
             feeding.cancel()
             self.stream.close()
+            if pid and not ended:
+                # The client went first. Closing the engine's stream does not hang up
+                # an exec's terminal (the shell would stay): do what sshd does, SIGHUP.
+                await self.server.engine.hang_up(container, pid)
         self.chan.exit(status)
+
+    async def read_pid(self) -> int | None:
+        """The PID line SAY_PID prints; output after it goes to the client."""
+        buffer = b""
+        while b"\n" not in buffer and len(buffer) < 64:
+            chunk = await self.stream.read()
+            if chunk is None:
+                break
+            buffer += chunk[1]
+        line, _, rest = buffer.partition(b"\n")
+        if rest:
+            self.chan.write(rest)
+        try:
+            return int(line.strip())
+        except ValueError:
+            self.chan.write(buffer if not rest else line)
+            return None
 
     async def feed(self) -> None:
         try:

@@ -160,6 +160,29 @@ def test_terminal_with_window_size_and_resize(hub, alice):
     assert output.strip() == "43 132"
 
 
+async def _open_shell_and_vanish(hub: Hub, key: Path, tty: bool):
+    conn = await asyncssh.connect("127.0.0.1", hub.ssh_port, username="alice", client_keys=[str(key)],
+                                  known_hosts=None, agent_path=None, preferred_auth="publickey")
+    shell = await conn.create_process(term_type="xterm" if tty else None)
+    shell.stdin.write("echo $((6 * 7))\n")
+    while "42" not in await asyncio.wait_for(shell.stdout.readline(), 30):
+        pass
+    conn.abort()  # the client vanishes: no exit, no EOF
+
+
+def shells_in(engine, user: str) -> list[str]:
+    listing = engine.containers.get(f"{PREFIX}-{user}").exec_run(
+        ["sh", "-c", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done"], user="1000")
+    return [line for line in listing.output.decode().splitlines() if line.startswith("/bin/bash -l")]
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_a_vanished_client_leaves_no_shell_behind(hub, engine, alice, tty):
+    assert shells_in(engine, "alice") == []
+    asyncio.run(_open_shell_and_vanish(hub, alice, tty))
+    wait_for(lambda: shells_in(engine, "alice") == [], "the shell to end (SIGHUP, as from sshd)", timeout=15)
+
+
 def test_other_users_key_and_unknown_user_get_the_same_refusal(hub, engine, alice, tmp_path):
     hub.create_users("bob")
     hub.start_server("bob")
