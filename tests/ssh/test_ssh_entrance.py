@@ -25,32 +25,36 @@ from gpuhub.hub.ssh.sessions import SFTP_SERVER
 from tests.integration.hubrig import IMAGE, PREFIX, REPO, Hub, remove_test_objects, wait_for
 
 ACCOUNT_PASSWORD = "gpuhub-Test-pass-1"
-SFTP_IMAGE = f"{IMAGE}-sftp"
+SSH_IMAGE = f"{IMAGE}-ssh"
+# Debian packages the test image lacks: OpenSSH's sftp-server (66 kB, libc
+# only), which scp and sftp need in the user's server, and tmux for long jobs.
+EXTRA_PACKAGES = ("openssh-sftp-server", "tmux", "libevent-core-2.1-7", "libutempter0")
 
 
-def sftp_image(engine) -> str:
-    """The test image plus OpenSSH's sftp-server (Debian's openssh-sftp-server, 66 kB,
-    libc only; kept in .cache/ssh/ after one ``apt-get download``): scp and sftp need
-    it in the user's server, and the test image does not have it."""
+def ssh_image(engine) -> str:
+    """The test image plus EXTRA_PACKAGES' files (kept in .cache/ssh/ after one
+    ``apt-get download``; unpacked, not installed: no package scripts run)."""
     base = engine.images.get(IMAGE)
-    found = engine.images.list(name=SFTP_IMAGE)
+    found = engine.images.list(name=SSH_IMAGE)
     if found and found[0].labels.get("gpuhub.test-base") == base.id:
-        return SFTP_IMAGE
+        return SSH_IMAGE
     cache = REPO / ".cache" / "ssh"
     cache.mkdir(parents=True, exist_ok=True)
-    if not list(cache.glob("openssh-sftp-server_*.deb")):
-        fetched = subprocess.run(["apt-get", "download", "openssh-sftp-server"], cwd=cache,
-                                 capture_output=True, text=True)
+    missing = [name for name in EXTRA_PACKAGES if not list(cache.glob(f"{name}_*.deb"))]
+    if missing:
+        fetched = subprocess.run(["apt-get", "download", *missing], cwd=cache, capture_output=True, text=True)
         if fetched.returncode != 0:
-            pytest.fail(f"apt-get download openssh-sftp-server failed ({fetched.stderr.strip()[-300:]}): "
-                        f"put Debian bookworm's openssh-sftp-server_*.deb into {cache}")
+            pytest.fail(f"apt-get download {' '.join(missing)} failed ({fetched.stderr.strip()[-300:]}): "
+                        f"put Debian bookworm's .deb files of {', '.join(missing)} into {cache}")
     with tempfile.TemporaryDirectory() as context:
-        subprocess.run(["dpkg-deb", "-x", str(next(cache.glob("openssh-sftp-server_*.deb"))), context], check=True)
+        for name in EXTRA_PACKAGES:
+            deb = next(cache.glob(f"{name}_*.deb"))
+            subprocess.run(["dpkg-deb", "-x", str(deb), f"{context}/root"], check=True)
         Path(context, "Dockerfile").write_text(
-            f"FROM {IMAGE}\nLABEL gpuhub.test-base={base.id}\n"
-            "COPY usr/lib/openssh/sftp-server /usr/lib/openssh/sftp-server\n")
-        engine.images.build(path=context, tag=SFTP_IMAGE, rm=True)
-    return SFTP_IMAGE
+            f"FROM {IMAGE}\nLABEL gpuhub.test-base={base.id}\nUSER 0\nCOPY root/usr /usr\n"
+            "RUN ldconfig && tmux -V && test -x /usr/lib/openssh/sftp-server\nUSER 1000\n")
+        engine.images.build(path=context, tag=SSH_IMAGE, rm=True)
+    return SSH_IMAGE
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +63,7 @@ def hub(engine, nvml_library, tmp_path_factory):
     nvml = FakeNVML(workdir / "gpus.state")
     nvml.write(FakeNVML.make_gpus(4))  # alice, bob, carol: one each (a start takes 1 by default)
     hub = Hub(workdir=workdir, nvml=nvml, extra_env={"GPUHUB_SSH_MAX_FAILURES": "6"},
-              extra_config=f"c.GPUDockerSpawner.image = {sftp_image(engine)!r}\n")
+              extra_config=f"c.GPUDockerSpawner.image = {ssh_image(engine)!r}\n")
     hub.start()
     try:
         yield hub
@@ -181,6 +185,25 @@ def test_a_vanished_client_leaves_no_shell_behind(hub, engine, alice, tty):
     assert shells_in(engine, "alice") == []
     asyncio.run(_open_shell_and_vanish(hub, alice, tty))
     wait_for(lambda: shells_in(engine, "alice") == [], "the shell to end (SIGHUP, as from sshd)", timeout=15)
+
+
+async def _start_tmux_and_vanish(hub: Hub, key: Path):
+    conn = await asyncssh.connect("127.0.0.1", hub.ssh_port, username="alice", client_keys=[str(key)],
+                                  known_hosts=None, agent_path=None, preferred_auth="publickey")
+    shell = await conn.create_process(term_type="xterm", term_size=(120, 40))
+    shell.stdin.write("tmux new -d -s training 'sleep 600' && echo started-$((6 * 7))\n")
+    while "started-42" not in await asyncio.wait_for(shell.stdout.readline(), 30):
+        pass
+    conn.abort()
+
+
+def test_a_tmux_session_outlives_the_ssh_connection(hub, engine, alice):
+    asyncio.run(_start_tmux_and_vanish(hub, alice))
+    wait_for(lambda: shells_in(engine, "alice") == [], "the login shell to be hung up", timeout=15)
+    listed = ssh(hub, "alice", alice, "tmux ls -F '#{session_name} #{pane_current_command}'")
+    assert listed.returncode == 0, listed.stderr
+    assert "training sleep" in listed.stdout
+    ssh(hub, "alice", alice, "tmux kill-server")
 
 
 def test_other_users_key_and_unknown_user_get_the_same_refusal(hub, engine, alice, tmp_path):
