@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 
 import asyncssh
-from traitlets import Float, Int, Unicode
+from traitlets import Float, Int, Unicode, default
 from traitlets.config import Application, Config
 
 from gpuhub.hub.environment import settings_from_environment
@@ -123,6 +123,10 @@ class SshEntranceApp(Application):
         c.SshEntranceApp.max_delay = 10
         """).tag(config=True)
 
+    @default("log_level")
+    def _default_log_level(self):
+        return logging.INFO  # the start line names the port and the host key's fingerprint
+
     def initialize(self, argv=None):
         environment = Config()  # environment first, so the command line (the hub's wiring) wins
         try:
@@ -156,12 +160,15 @@ class SshEntranceApp(Application):
             throttle=Throttle(free_failures=self.free_failures, max_failures=self.max_failures,
                               window=self.failure_window, max_delay=self.max_delay),
             shell=self.shell)
+        host_key = ensure_host_key(Path(self.host_key_file))
         listener = await asyncssh.create_server(
             lambda: EntranceServer(entrance), self.ip or None, self.port,
-            server_host_keys=[ensure_host_key(Path(self.host_key_file))],
+            server_host_keys=[host_key],
             encoding=None, line_editor=False, allow_pty=True,
             agent_forwarding=False, x11_forwarding=False, login_timeout=LOGIN_TIMEOUT)
-        self.log.info("SSH entrance on port %s (ssh -p %s USER@HUB)", self.port, self.port)
+        # users compare this with what their client shows at the first connection
+        self.log.info("SSH entrance on port %s (ssh -p %s USER@HUB), host key %s", self.port, self.port,
+                      host_key.get_fingerprint())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
