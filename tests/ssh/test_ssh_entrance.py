@@ -25,6 +25,7 @@ from gpuhub.hub.ssh.sessions import SFTP_SERVER
 from tests.integration.hubrig import IMAGE, PREFIX, REPO, Hub, remove_test_objects, wait_for
 
 ACCOUNT_PASSWORD = "gpuhub-Test-pass-1"
+GPUS = 5  # alice, bob, carol, dave, ivan: one each (a start takes 1 by default)
 SSH_IMAGE = f"{IMAGE}-ssh"
 # Debian packages the test image lacks: OpenSSH's sftp-server (66 kB, libc
 # only), which scp and sftp need in the user's server, and tmux for long jobs.
@@ -61,7 +62,7 @@ def ssh_image(engine) -> str:
 def hub(engine, nvml_library, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ssh-hub")
     nvml = FakeNVML(workdir / "gpus.state")
-    nvml.write(FakeNVML.make_gpus(4))  # alice, bob, carol: one each (a start takes 1 by default)
+    nvml.write(FakeNVML.make_gpus(GPUS))
     hub = Hub(workdir=workdir, nvml=nvml, extra_env={"GPUHUB_SSH_MAX_FAILURES": "6"},
               extra_config=f"c.GPUDockerSpawner.image = {ssh_image(engine)!r}\n")
     hub.start()
@@ -244,9 +245,9 @@ def test_a_start_over_ssh_shows_the_queue_position(hub, engine, tmp_path):
     authorize(engine, "dave", key)
     hub.stop_server("dave")
     fillers = []
-    for name in ("erin", "frank", "grace", "heidi"):  # until the 4 fake GPUs are all held
+    for name in ("erin", "frank", "grace", "heidi", "judy"):  # until the fake GPUs are all held
         running = [u for u in hub.api("GET", "/users").json() if (u["servers"].get("") or {}).get("ready")]
-        if len(running) >= 4:
+        if len(running) >= GPUS:
             break
         hub.create_users(name)
         hub.start_server(name)
@@ -267,6 +268,8 @@ def test_a_start_over_ssh_shows_the_queue_position(hub, engine, tmp_path):
     assert client.returncode == 0, lines
     assert output.strip() == "dave"
     assert any("Your server is ready." in line for line in lines), lines
+    for name in fillers[:-1]:  # GPUs back for the tests after this one
+        hub.stop_server(name)
     print("progress in dave's terminal:\n" + "".join(lines))
 
 
@@ -380,3 +383,24 @@ def test_an_image_without_sftp_server_says_so(engine):
     finally:
         container.remove(force=True)
     assert "has no SFTP server (Debian package openssh-sftp-server)" in output
+
+
+def test_only_this_hubs_container_of_the_user_is_ever_entered(hub, engine, tmp_path):
+    """Found by the labels user + default server + this hub, never by name: a
+    container that claims to be ivan's but belongs to another hub is left alone."""
+    hub.create_users("ivan")
+    hub.start_server("ivan")
+    key = keypair(tmp_path, "ivan")
+    authorize(engine, "ivan", key)
+    hub.stop_server("ivan")
+    decoy = engine.containers.run(
+        SSH_IMAGE, ["sleep", "600"], entrypoint=[], name=f"{PREFIX}-ivan-decoy", detach=True, user="1000",
+        labels={"gpuhub.user": "ivan", "gpuhub.server": "", "gpuhub.hub": "another-hub"}, network_disabled=True)
+    try:
+        result = ssh(hub, "ivan", key, "hostname")
+        assert result.returncode == 0, result.stderr
+        assert "starting it" in result.stderr  # the decoy did not count as ivan's running server
+        assert not decoy.id.startswith(result.stdout.strip())
+        assert engine.containers.get(f"{PREFIX}-ivan").id.startswith(result.stdout.strip())
+    finally:
+        decoy.remove(force=True)
