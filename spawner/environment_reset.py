@@ -55,12 +55,12 @@ done
 mkdir -- "$dest" || exit 3
 moved=""
 for name in $found; do
-  if mv -- "$name" "$dest/$name"; then
+  if err=$(mv -- "$name" "$dest/$name" 2>&1); then
     moved="$moved $name"
   else
     for back in $moved; do mv -- "$dest/$back" "$back"; done
     rmdir -- "$dest"
-    echo "could not move ~/$name, so nothing was moved"
+    echo "~/$name could not be moved (${err##*: })"
     exit 3
   fi
 done

@@ -363,7 +363,8 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
             )
         except environment_reset.ResetFailed as error:
             page = url_path_join(self.hub.base_url, "reset", self.user.escaped_name, self.name)
-            raise hardening.AdminError(f"{error}. To start without the reset, cancel it on {page}.") from None
+            # 409: the user can cancel the reset and start as before
+            raise UserMistake(409, f"{error}. To start without the reset, cancel it on {page}.") from None
         self.reset_requested = ""
 
     async def _create_container(self) -> dict:

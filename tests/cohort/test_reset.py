@@ -11,6 +11,7 @@ import sys
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from gpuhub.hub.cohort import names
 from tests.fakes.fake_gpus import FakeNVML
 from tests.integration.hubrig import IMAGE, PREFIX, Hub, container_of, remove_test_objects
 
@@ -26,12 +27,27 @@ BROKEN_HOME = (
 )
 
 
+# cohort ml-101 (member max, instructor ivy) as `gpuhub cohort import` makes it (hub/cohort/names.py)
+COHORT = f"""
+c.GPUDockerSpawner.default_gpus = 0
+c.JupyterHub.load_groups = {{
+    "ml-101": {{"users": ["max"]}},
+    {names.instructors_group("ml-101")!r}: {{"users": ["ivy"]}},
+}}
+c.JupyterHub.load_roles.append({{
+    "name": {names.instructor_role_name("ml-101")!r},
+    "scopes": {names.instructor_scopes("ml-101")!r},
+    "groups": [{names.instructors_group("ml-101")!r}],
+}})
+"""
+
+
 @pytest.fixture(scope="module")
 def hub(engine, nvml_library, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("reset-hub")
     nvml = FakeNVML(workdir / "gpus.state")
     nvml.write(FakeNVML.make_gpus(2), ())
-    hub = Hub(workdir=workdir, nvml=nvml, extra_config="c.GPUDockerSpawner.default_gpus = 0\n")
+    hub = Hub(workdir=workdir, nvml=nvml, extra_config=COHORT)
     hub.start()
     yield hub
     hub.stop()
@@ -136,6 +152,8 @@ def test_a_stopped_server_is_reset_at_its_next_start(hub, engine):
     pending = hub.api("GET", "/users/dora/server/reset").json()["pending"]
     assert pending
     assert hub.server("dora") is None  # not started by the request
+    hub.restart()  # the request is in the server's state in the hub's database
+    assert hub.api("GET", "/users/dora/server/reset").json()["pending"] == pending
 
     hub.start_server("dora")
     assert_reset(engine, "dora", old_id)
@@ -165,11 +183,11 @@ def test_a_move_that_fails_changes_nothing_and_can_be_cancelled(hub, engine):
     token = hub.user_token("finn")
     assert gpuhub_reset(hub, "finn", token=token).returncode == 0
 
-    assert hub.spawn("finn").status_code in (201, 202, 500)
+    assert hub.spawn("finn").status_code in (202, 409)
     state, message = hub.wait_spawn("finn")
     assert state == "failed"
-    assert "Your environment was not reset and nothing was moved: could not move ~/.cache" in message
-    assert "/hub/reset/finn" in message  # where to cancel
+    assert ("Your environment was not reset and nothing was moved: ~/.cache could not be moved "
+            "(Permission denied). To start without the reset, cancel it on /hub/reset/finn") in message
     assert hub.api("GET", "/users/finn/server/reset").json()["pending"]
 
     cancelled = gpuhub_reset(hub, "finn", "--cancel", token=token)
@@ -178,3 +196,22 @@ def test_a_move_that_fails_changes_nothing_and_can_be_cancelled(hub, engine):
     after = home_listing(engine, "finn")  # nothing moved, nothing lost
     assert {".cache", ".jupyter", ".local", "notes.txt"} <= set(after) and not reset_folders(after)
     assert in_home(engine, "finn", f"cat ~/{TORCH}") == 'raise ImportError("broken")\n'
+
+
+def test_an_instructor_resets_a_member_and_not_others(hub, engine):
+    hub.create_users("gus")  # in no cohort
+    token = hub.user_token("ivy")
+    hub.start_server("max")
+    in_home(engine, "max", BROKEN_HOME)
+    old_id = container_of(engine, "max").id
+
+    refused = hub.api("POST", "/users/gus/server/reset", token=token, json={})
+    assert refused.status_code == 403
+    assert "needs the 'servers' scope" in refused.json()["message"]
+    assert hub.api("GET", "/users/gus/server/reset").json()["pending"] is None
+
+    done = gpuhub_reset(hub, "max", token=token)
+    assert done.returncode == 0, done.stderr
+    state, message = hub.wait_spawn("max")
+    assert state == "ready", message
+    assert_reset(engine, "max", old_id)

@@ -153,7 +153,7 @@ def test_a_folder_that_cannot_move_puts_back_what_moved(home):
     (home / ".cache").mkdir()
     result = run_script(home)
     assert result.returncode == environment_reset.FAILED
-    assert result.stdout.strip().splitlines()[-1] == "could not move ~/.cache, so nothing was moved"
+    assert result.stdout.strip().splitlines()[-1] == "~/.cache could not be moved (Permission denied)"
     assert sorted(p.name for p in home.iterdir()) == [".cache", ".condarc", ".local", "notes.txt"]
     assert (home / ".local/lib/python3.11/site-packages/torch/__init__.py").is_file()
 
