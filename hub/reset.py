@@ -18,7 +18,8 @@ says what is needed serves people better, and names no user either way).
 |---|---|---|
 | ``/hub/reset/USER[/SERVER]`` | GET | the confirmation page: what moves where |
 | same | POST (form, xsrf) | request the reset (or ``action=cancel``), then the spawn page |
-| ``/hub/api/users/USER/server/reset``, ``…/servers/SERVER/reset`` | GET, POST, DELETE | the pending request; request (202); cancel |
+| ``/hub/api/users/USER/server/reset`` | GET, POST, DELETE | the pending request; request (202); cancel |
+| ``/hub/api/users/USER/servers/SERVER/reset`` | same | same, for a named server |
 """
 
 from __future__ import annotations

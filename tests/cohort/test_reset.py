@@ -13,7 +13,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from gpuhub.hub.cohort import names
 from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import IMAGE, PREFIX, Hub, container_of, remove_test_objects
+from tests.integration.hubrig import IMAGE, PREFIX, Hub, container_of, remove_test_objects, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -215,3 +215,44 @@ def test_an_instructor_resets_a_member_and_not_others(hub, engine):
     state, message = hub.wait_spawn("max")
     assert state == "ready", message
     assert_reset(engine, "max", old_id)
+
+
+def test_the_page_form_needs_its_xsrf_token_and_can_cancel(hub):
+    hub.create_users("hana")  # never started: the reset waits for her first start
+    admin = hub.login("admin")
+    forged = admin.post(f"{hub.url}/hub/reset/hana", data={"action": "reset"}, allow_redirects=False,
+                        timeout=60)
+    assert forged.status_code == 403
+    assert hub.api("GET", "/users/hana/server/reset").json()["pending"] is None
+
+    asked = hub.form_post(admin, "/hub/reset/hana", {"action": "reset"})
+    assert asked.status_code == 302 and asked.headers["Location"].endswith("/hub/spawn/hana")
+    pending = hub.api("GET", "/users/hana/server/reset").json()["pending"]
+    assert pending
+    page = admin.get(f"{hub.url}/hub/reset/hana", timeout=60).text
+    assert "already waiting" in page and f"~/.reset-{pending}/.local" in page
+
+    cancelled = hub.form_post(admin, "/hub/reset/hana", {"action": "cancel"})
+    assert cancelled.status_code == 302 and cancelled.headers["Location"].endswith("/hub/home")
+    assert hub.api("GET", "/users/hana/server/reset").json()["pending"] is None
+
+
+def test_a_named_server_is_reset_on_its_own_path(hub, engine):
+    hub.create_users("ines")
+
+    def named_ready():
+        server = hub.api("GET", "/users/ines").json()["servers"].get("two")
+        return bool(server and server["ready"])
+
+    assert hub.api("POST", "/users/ines/servers/two", json={}).status_code in (201, 202)
+    wait_for(named_ready, "ines's server 'two' to start", timeout=180)
+    container = engine.containers.get(f"{PREFIX}-ines--two")
+    assert container.exec_run(["sh", "-c", f"cd ~ && {BROKEN_HOME}"], user="1000").exit_code == 0
+
+    answer = hub.api("POST", "/users/ines/servers/two/reset", json={})
+    assert answer.status_code == 202 and answer.json()["restarted"], answer.text
+    wait_for(named_ready, "ines's server 'two' to start again", timeout=180)
+    fresh = engine.containers.get(f"{PREFIX}-ines--two")
+    assert fresh.id != container.id
+    listing = fresh.exec_run(["ls", "-A", "/home/jovyan"], user="1000").output.decode().split()
+    assert "notes.txt" in listing and len(reset_folders(listing)) == 1
