@@ -162,7 +162,7 @@ class ResetPageHandler(BaseHandler):
         except web.HTTPError:
             raise
         except Exception:  # the start failed at once: the spawn page shows why
-            self.log.warning("Restart of %s after its reset request failed", reset.label)
+            self.log.warning("Restart of %s after its reset request failed", reset.label, exc_info=True)
             answer = {"restarted": True}
         escaped = url_escape_path(server_name)
         if answer["restarted"]:
