@@ -14,6 +14,7 @@ from gpuhub.hub.bootstrap import ensure_fenced_network, ensure_private_dir, ensu
 from gpuhub.hub.gpu_usage.wiring import configure_gpu_usage
 from gpuhub.hub.idle_culler import IdleCullerSettingsError, configure_idle_culler
 from gpuhub.hub.identity import ensure_hub_id, ensure_prefix_is_ours
+from gpuhub.hub.reset import configure_reset
 from gpuhub.hub.variables import apply_hub_variables
 from gpuhub.spawner import GPUDockerSpawner
 
@@ -101,6 +102,9 @@ except IdleCullerSettingsError as error:
 # ---- GPU usage service (hub/gpu_usage): who holds which GPU, pages, JSON, metrics ----
 # After the site files: it follows their busy_memory_threshold, template_paths, admins.
 configure_gpu_usage(c, state_dir=state_dir, port=env("GPUHUB_USAGE_PORT", "8082"))
+
+# ---- Reset my environment (hub/reset.py): the page, GET/POST/DELETE …/reset in the API ----
+configure_reset(c)
 
 # ---- last, with the final settings: this hub's names on the engine are its own ----
 ensure_prefix_is_ours(

@@ -6,7 +6,8 @@ builds the Docker settings, ``labels.py`` is the label contract,
 ``options.py`` checks what users ask for, ``templates/options_form.html`` is
 the spawn form, ``hardening.py`` checks the final create request,
 ``image_source.py`` says which images may be pulled, ``user_volumes.py``
-archives a deleted user's volumes, ``group_properties.py`` reads settings
+archives a deleted user's volumes, ``environment_reset.py`` moves a user's
+environment folders aside (Reset my environment), ``group_properties.py`` reads settings
 from JupyterHub group properties.
 """
 
@@ -25,12 +26,12 @@ import docker.errors
 import docker.tls
 from docker.utils import kwargs_from_env
 from dockerspawner import DockerSpawner
-from jupyterhub.utils import exponential_backoff
+from jupyterhub.utils import exponential_backoff, url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Int, List, TraitError, Unicode, default, validate
 
-from . import container_spec, hardening, image_source, labels, progress, user_volumes
+from . import container_spec, environment_reset, hardening, image_source, labels, progress, user_volumes
 from .allocator import GPURequest, NotEnoughGPUs, OverQuota, ServerKey
 from .options import form_to_options
 from .pool import ClaimConflict, GPUPool, QueueTimeout
@@ -106,7 +107,7 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
 
     @default("volumes")
     def _default_volumes(self):
-        return {"{prefix}-user-{username}": "/home/jovyan"}
+        return {"{prefix}-user-{username}": self.home_directory}
 
     @default("allowed_images")
     def _default_allowed_images(self):
@@ -156,20 +157,27 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
     gpu_uuids = List(Unicode(), help="UUIDs of the devices this server holds (state).")
     gpu_request = Int(0, help="How many GPUs the current start asked for.")
     image_digest = Unicode("", help="The image the current start runs: repo digest or image ID.")
+    reset_requested = Unicode("", help="UTC time (20261122T203800Z) of a reset of this server's "
+                              "environment to carry out at its next start (state; hub/reset.py).")
     _starting = False
     _progress: progress.ProgressLog | None = None
 
     def load_state(self, state):
         super().load_state(state)
         self.gpu_uuids = list(state.get("gpus", []))
+        self.reset_requested = state.get("reset_requested", "")
 
     def get_state(self):
         state = super().get_state()
         if self.gpu_uuids:
             state["gpus"] = list(self.gpu_uuids)
+        if self.reset_requested:
+            state["reset_requested"] = self.reset_requested
         return state
 
     def clear_state(self):
+        # reset_requested stays: JupyterHub clears the state at each stop and
+        # before each start, and the request must live until a start carries it out
         super().clear_state()
         self.gpu_uuids = []
 
@@ -269,7 +277,7 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
             self._report(
                 progress.assigned(self.pool.describe(self.gpu_uuids), free, len(inventory.healthy)), 30
             )
-            if kept and not await self._may_reuse(kept, kept_gpus):
+            if kept and (self.reset_requested or not await self._may_reuse(kept, kept_gpus)):
                 await self.remove_object()
             async with self.pool.starts.slot(
                 self.server_key, lambda place: self._report(progress.waiting_to_start(place), 40)
@@ -324,6 +332,8 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
         return True
 
     async def create_object(self):
+        if self.reset_requested:  # here the image is chosen and pulled, the old container gone
+            await self._reset_environment()
         for _attempt in range(CLAIM_ATTEMPTS):
             created = await self._create_container()
             self.pool.confirm(self.server_key, created["Id"])
@@ -338,6 +348,24 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
             503, "Other hubs on this Docker engine took the free GPUs while your server "
             "was starting. Try again in a moment.",
         )
+
+    async def _reset_environment(self) -> None:
+        """The requested reset; the request is done only when the move worked."""
+        self._report("Resetting your environment: moving its folders aside", 45)
+        # the hub's own short-lived container, not a server: it skips the
+        # server's labels and checks (environment_reset sets its own)
+        try:
+            await environment_reset.carry_out(
+                partial(DockerSpawner.docker, self), binds=self.volume_binds,
+                home=self.home_directory, image=self.image, user=self.container_user,
+                request_stamp=self.reset_requested, hub=self.hub_id,
+                name=f"{self.object_name}.reset", log=self.log, server=self._log_name,
+            )
+        except environment_reset.ResetFailed as error:
+            page = url_path_join(self.hub.base_url, "reset", self.user.escaped_name, self.name)
+            # 409: the user can cancel the reset and start as before
+            raise UserMistake(409, f"{error}. To start without the reset, cancel it on {page}.") from None
+        self.reset_requested = ""
 
     async def _create_container(self) -> dict:
         # workaround for DockerSpawner.create_object, which reads these traits
