@@ -15,6 +15,7 @@ import time
 
 import pytest
 import requests
+from playwright.sync_api import expect, sync_playwright
 
 from gpuhub.hub.cohort import names
 from tests.fakes.fake_gpus import FakeNVML
@@ -181,27 +182,52 @@ def test_a_queue_wait_is_counted(hub):
 
 
 def test_home_size_and_soft_limit(hub):
-    r1 = hub.user_token("r1")
-    container = container_of(docker_client(), "r1")
+    hub.login("s1")  # signs up: the browser below logs in with the password
+    hub.create_users("s1", groups=("c1",))
+    hub.start_server("s1", {"gpus": 0})
+    s1 = hub.user_token("s1")
+    container = container_of(docker_client(), "s1")
     result = container.exec_run(["dd", "if=/dev/zero", "of=/home/jovyan/big.bin", "bs=1M", "count=12"])
     assert result.exit_code == 0, result.output
 
-    def r1_home():
-        data = usage_get(hub, "/api/me", r1).json()
-        return data["home"] if (data["home"]["bytes"] or 0) >= 12 * 2**20 else None
+    def s1_home():
+        home = usage_get(hub, "/api/me", s1).json()["home"]
+        return home if (home["bytes"] or 0) >= 12 * 2**20 else None
 
-    home = wait_for(r1_home, "r1's home measured at 12 MiB or more", timeout=60)
+    home = wait_for(s1_home, "s1's home measured at 12 MiB or more", timeout=60)
     assert home["over_soft_limit"] and home["soft_limit"] == SOFT_LIMIT_MB * 2**20
-    page = usage_get(hub, "/", r1).text  # My GPUs
+    page = usage_get(hub, "/", s1).text  # My GPUs
     assert 'id="home-size"' in page and f"{home['size']}</strong>" in page
-    embed = usage_get(hub, "/embed", r1).text  # the iframe on the hub's home page
-    assert f"Your files use {home['size']} of the {SOFT_LIMIT_MB} MiB soft limit" in embed
-    assert 'id="home-soft-limit"' in embed
-    # r2 is under the limit: no warning (an admin reads another user's figures)
-    r2 = usage_get(hub, "/api/users/r2", admin_token(hub)).json()
-    assert r2["home"]["bytes"] is not None and r2["home"]["warning"] == ""
-    assert 'id="home-soft-limit"' not in usage_get(hub, "/embed", hub.user_token("r2")).text
+    warning = f"Your files use {home['size']} of the {SOFT_LIMIT_MB} MiB soft limit"
+    assert warning in usage_get(hub, "/embed", s1).text
+    # r1 is under the limit: no warning (an admin reads another user's figures)
+    r1 = usage_get(hub, "/api/users/r1", admin_token(hub)).json()
+    assert r1["home"]["bytes"] is not None and r1["home"]["warning"] == ""
+    assert 'id="home-soft-limit"' not in usage_get(hub, "/embed", hub.user_token("r1")).text
 
     rows = {r["user"]: r for r in csv_rows(hub, "c1") if r["kind"] == "user"}
-    assert int(rows["r1"]["home_bytes"]) >= 12 * 2**20 and rows["r1"]["over_soft_limit"] == "1"
-    assert rows["r2"]["over_soft_limit"] == "0"
+    assert int(rows["s1"]["home_bytes"]) >= 12 * 2**20 and rows["s1"]["over_soft_limit"] == "1"
+    assert rows["r1"]["over_soft_limit"] == "0"
+    total = next(r for r in csv_rows(hub, "c1") if r["kind"] == "total")
+    assert total["over_soft_limit"] == "1"
+
+    # the hub's home page in a real browser: the warning in its GPUs frame
+    from tests.integration.test_gpu_usage_browser import log_in
+    from tests.integration.test_spawn_form_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = log_in(browser, hub, "s1")
+            page.goto(f"{hub.url}/hub/home")
+            frame = page.frame_locator("#gpuhub-home-gpus iframe")
+            expect(frame.locator("#home-soft-limit")).to_contain_text(warning, timeout=30_000)
+            page.screenshot(path=ARTIFACTS / "cohort-home-soft-limit.png", full_page=True)
+            admin = log_in(browser, hub, "admin", hub.admin_password)
+            admin.goto(f"{hub.url}{USAGE}/cohorts/c1")
+            expect(admin.locator('#cohort-total tr[data-kind="total"]')).to_be_visible()
+            expect(admin.locator('tr[data-user="s1"] .badge')).to_have_text("over soft limit")
+            admin.screenshot(path=ARTIFACTS / "cohort-report.png", full_page=True)
+        finally:
+            browser.close()

@@ -193,3 +193,21 @@ def test_reclaims_are_counted_per_user_across_restarts(tmp_path):
     assert log.counts() == {"ann": 2, "bob": 1}
     log.close()
     assert ReclaimLog(tmp_path / "r.sqlite", keep=1).counts() == {"ann": 2, "bob": 1}
+
+
+@pytest.mark.parametrize("given", ["https://hub.example.org", "https://hub.example.org/hub/",
+                                   "https://hub.example.org/hub/api"])
+def test_services_are_reached_through_the_hubs_public_address(given):
+    from gpuhub.hub.hub_client import HubClient, api_url
+
+    client = HubClient(api_url(given), "t")
+    assert client.service_url("gpu-usage") == "https://hub.example.org/services/gpu-usage"
+
+
+def test_the_report_command_says_what_is_missing(capsys, monkeypatch):
+    from gpuhub.hub.cohort.report_cli import main
+
+    monkeypatch.delenv("JUPYTERHUB_API_URL", raising=False)
+    monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
+    assert main(["ml-101"]) == 1
+    assert "--hub-url and --token" in capsys.readouterr().err
