@@ -19,7 +19,6 @@ from urllib.parse import urlparse
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, PrefixLoader, select_autoescape
 from jupyterhub._data import DATA_FILES_PATH
 from jupyterhub.services.auth import HubOAuthCallbackHandler
-from jupyterhub.traitlets import ByteSpecification
 from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets import Dict, Float, Int, List, Unicode, default, observe
@@ -37,6 +36,7 @@ from .reclaim_log import ReclaimLog
 from .reclaimer import HubServers, Reclaimer
 from .records import PeakRecord, QueueWaits
 from .report import Figures
+from .report_settings import ByteSize, ReportSettings
 from .sampler import Sampler
 from .storage import HomeSizes
 from .store import UsageStore
@@ -46,15 +46,7 @@ env = os.environ.get
 STOCK_TEMPLATES = os.path.join(DATA_FILES_PATH, "templates")  # JupyterHub's own page.html
 
 
-class ByteSize(ByteSpecification):
-    """Bytes, or K/M/G/T (1024-based) also from a string ("10G" on the command
-    line or in a variable): JupyterHub's ByteSpecification parses only digits there."""
-
-    def from_string(self, s):
-        return int(s) if s.strip().isdigit() else s.strip()
-
-
-class GpuUsageApp(Application):
+class GpuUsageApp(ReportSettings, Application):
     name = "gpu-usage"
     description = "Who holds which GPU: pages, JSON API and Prometheus metrics for gpuhub."
 
@@ -132,46 +124,6 @@ class GpuUsageApp(Application):
         value here through ``configure_gpu_usage`` (GPUHUB_USAGE_BUSY_MEMORY).
 
         c.GpuUsageApp.busy_memory_threshold = "512M"
-        """,
-    ).tag(config=True)
-
-    groups_interval = Float(
-        60.0,
-        help="""Seconds between reads of the hub's groups (cohorts and teams, for the
-        organizer's report and the peak GPUs per group). Default 60
-        (GPUHUB_USAGE_GROUPS_INTERVAL).
-
-        c.GpuUsageApp.groups_interval = 120
-        """,
-    ).tag(config=True)
-
-    storage_interval = Float(
-        300.0,
-        help="""Seconds between measurements of the users' home volumes (Docker's
-        disk-usage API, on a thread of its own: it walks every volume). Default 300
-        (GPUHUB_USAGE_STORAGE_INTERVAL).
-
-        c.GpuUsageApp.storage_interval = 900
-        """,
-    ).tag(config=True)
-
-    home_path = Unicode(
-        "/home/jovyan",
-        help="""Where servers mount the user's home volume: the volume mounted there is
-        the one measured. Default /home/jovyan (the spawner's default ``volumes``).
-
-        c.GpuUsageApp.home_path = "/home/jovyan"
-        """,
-    ).tag(config=True)
-
-    home_soft_limit = ByteSize(
-        0,
-        help="""A home volume bigger than this gets a warning on the hub's home page and
-        My GPUs, and is marked in the cohort report; nothing is refused (hard quotas:
-        hub/README.md). K, M, G, T suffixes (1024-based). Default 0: off
-        (GPUHUB_HOME_SOFT_LIMIT).
-
-        c.GpuUsageApp.home_soft_limit = "10G"
         """,
     ).tag(config=True)
 
