@@ -29,7 +29,7 @@ from dockerspawner import DockerSpawner
 from jupyterhub.utils import exponential_backoff, url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Int, List, TraitError, Unicode, default, validate
+from traitlets import Float, Int, List, TraitError, Unicode, default, validate
 
 from . import container_spec, environment_reset, hardening, image_source, labels, progress, user_volumes
 from .allocator import GPURequest, NotEnoughGPUs, OverQuota, ServerKey
@@ -159,6 +159,7 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
     image_digest = Unicode("", help="The image the current start runs: repo digest or image ID.")
     reset_requested = Unicode("", help="UTC time (20261122T203800Z) of a reset of this server's "
                               "environment to carry out at its next start (state; hub/reset.py).")
+    queue_wait = Float(0.0, help="Seconds the current start waited in the GPU queue (labels.QUEUE_WAIT_LABEL).")
     _starting = False
     _progress: progress.ProgressLog | None = None
 
@@ -206,7 +207,15 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
 
     # ---- lifecycle -------------------------------------------------------
     async def _claim_gpus(self, prefer=(), wait: float = 0) -> tuple[str, ...]:
-        """GPUs for this start; waits in the GPU queue up to ``wait`` seconds."""
+        """GPUs for this start; waits in the GPU queue up to ``wait`` seconds
+        (how long it waited: ``queue_wait``, for the container's label)."""
+        queued_at = None
+
+        def on_wait(place, refusal):
+            nonlocal queued_at
+            queued_at = queued_at or time.monotonic()
+            self._report_queue_place(place, refusal)
+
         try:
             uuids = await self.pool.claim_or_wait(
                 self.server_key,
@@ -223,10 +232,12 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
                 prefer=prefer,
                 wait=wait,
                 priority=self.queue_priority,
-                on_wait=self._report_queue_place,
+                on_wait=on_wait,
             )
         except (NotEnoughGPUs, OverQuota, QueueTimeout) as error:
             raise UserMistake(409, str(error)) from None
+        if queued_at is not None:
+            self.queue_wait = time.monotonic() - queued_at
         if uuids:
             self.log.info("Assigned GPU(s) %s to %s", ",".join(uuids), self._log_name)
         return uuids
@@ -265,6 +276,7 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
 
     async def start(self):
         began = time.monotonic()
+        self.queue_wait = 0.0
         self._starting = True
         self._progress = progress.ProgressLog()
         try:
@@ -403,6 +415,7 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
                 idle_timeout=self.gpu_idle_timeout if self.gpu_uuids else 0,
             ),
             labels.IMAGE_LABEL: self.image_digest,
+            labels.QUEUE_WAIT_LABEL: f"{self.queue_wait:.1f}",
         }
         hardening.enforce(
             create_kwargs, hardening.sockets_for(os.environ.get("DOCKER_HOST")), self.log,
