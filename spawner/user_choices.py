@@ -33,6 +33,7 @@ class UserChoices:
         for name, value in self._values_before_overrides.items():
             setattr(self, name, value)
         from_properties = self._settings_from_group_properties()
+        self._check_cohort_window()  # cohort_spaces.py: outside its dates a cohort's member waits
         overrides = self.group_overrides
         if callable(overrides):
             overrides = overrides(self)

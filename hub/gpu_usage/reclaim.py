@@ -10,7 +10,10 @@ loses its GPUs (the server is stopped, its files kept) when
   ``last_activity``) for ``idle_timeout`` seconds. ``gpu_idle_since`` is
   None when a GPU has no reading: then nobody can say it is idle;
 - **lease**: ``started + lease`` has passed. Before that, within
-  :func:`warning_window`, the verdict is a warning with the end time.
+  :func:`warning_window`, the verdict is a warning with the end time;
+- **cohort**: its cohort's ``ends`` (``gpuhub.ends``, written by the spawner
+  from the cohort's group, ``spawner/cohort_window.py``) has passed: any
+  server, CPU-only too, is stopped then.
 
 :mod:`.reclaimer` acts on the verdicts; the pages show warnings and records.
 """
@@ -33,6 +36,7 @@ class Action(str, enum.Enum):
 class Kind(str, enum.Enum):
     IDLE = "idle"
     LEASE = "lease"
+    COHORT = "cohort"
 
 
 @dataclass(frozen=True)
@@ -66,15 +70,19 @@ def decide(
     gpu_idle_since: float | None,
     last_activity: float | None,
     warn_before: float,
+    ends: float = 0,
 ) -> Verdict:
-    """What to do with one running server that holds ``gpus`` GPUs.
+    """What to do with one running server that holds ``gpus`` GPUs (0: CPU-only).
 
     ``started``: since when it holds its GPUs: the later of its container's
     creation (after any wait in the GPU queue) and the hub's ``started`` (a
     kept container, ``remove = False``, was created long before). A check
     with the creation time alone can only err towards acting, never keeping.
-    ``last_activity``: the hub's, None when unknown.
+    ``last_activity``: the hub's, None when unknown. ``ends``: when its cohort
+    ends (0: never).
     """
+    if ends > 0 and now >= ends:
+        return Verdict(Action.RECLAIM, Kind.COHORT, f"the cohort ended at {clock(ends, dated=True)}")
     if gpus <= 0:
         return KEEP
     lease_ends = started + lease if lease > 0 else None
@@ -90,9 +98,10 @@ def decide(
     return Verdict(Action.KEEP, lease_ends=lease_ends)
 
 
-def clock(epoch: float) -> str:
-    """14:05 UTC."""
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%H:%M UTC")
+def clock(epoch: float, dated: bool = False) -> str:
+    """14:05 UTC; dated: 2026-12-19 14:05 UTC."""
+    when = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M UTC" if dated else "%H:%M UTC")
 
 
 def server_phrase(server: str) -> str:

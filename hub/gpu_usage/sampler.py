@@ -44,6 +44,7 @@ def servers_from_containers(containers: list[dict], name_prefix: str = "") -> tu
                 lease=gpu_labels.number_label(labels, gpu_labels.LEASE_LABEL),
                 idle_timeout=gpu_labels.number_label(labels, gpu_labels.IDLE_TIMEOUT_LABEL),
                 hub=labels.get(gpu_labels.HUB_LABEL, ""),
+                ends=gpu_labels.number_label(labels, gpu_labels.ENDS_LABEL),
             )
         )
     return tuple(servers)
