@@ -349,6 +349,7 @@ class GPUDockerSpawner(GPUSettings, CohortSpaces, UserChoices, DockerSpawner):
             self.gpu_uuids, self.shm_size, self.pids_limit, await self._evaluate(configured_host)
         )
         try:
+            self._check_cohort_window()  # again: a wait in the GPU queue may have outlasted it
             await self._ensure_labelled_volumes(shared=await self._ensure_shared_volumes())
             return await super().create_object()
         finally:

@@ -13,7 +13,7 @@ loses its GPUs (the server is stopped, its files kept) when
   :func:`warning_window`, the verdict is a warning with the end time;
 - **cohort**: its cohort's ``ends`` (``gpuhub.ends``, written by the spawner
   from the cohort's group, ``spawner/cohort_window.py``) has passed: any
-  server, CPU-only too, is stopped then.
+  server, CPU-only too, is stopped then, and warned before it like a lease.
 
 :mod:`.reclaimer` acts on the verdicts; the pages show warnings and records.
 """
@@ -29,7 +29,7 @@ from .views import duration
 
 class Action(str, enum.Enum):
     KEEP = "keep"
-    WARN = "warn"  # the lease ends soon
+    WARN = "warn"  # the lease or the cohort ends soon
     RECLAIM = "reclaim"
 
 
@@ -45,6 +45,7 @@ class Verdict:
     kind: Kind | None = None
     reason: str = ""  # for a person: "its GPU was idle for 30 min"
     lease_ends: float | None = None  # epoch seconds, when the server has a lease
+    cohort_ends: float | None = None  # epoch seconds, when a cohort's end is announced
 
 
 KEEP = Verdict(Action.KEEP)
@@ -83,8 +84,12 @@ def decide(
     """
     if ends > 0 and now >= ends:
         return Verdict(Action.RECLAIM, Kind.COHORT, f"the cohort ended at {clock(ends, dated=True)}")
+    cohort_warning = None
+    if ends > 0 and now >= ends - warn_before:
+        cohort_warning = Verdict(Action.WARN, Kind.COHORT, f"its cohort ends at {clock(ends, dated=True)}",
+                                 cohort_ends=ends)
     if gpus <= 0:
-        return KEEP
+        return cohort_warning or KEEP
     lease_ends = started + lease if lease > 0 else None
     if lease_ends is not None and now >= lease_ends:
         return Verdict(Action.RECLAIM, Kind.LEASE, f"its GPU lease of {duration(lease)} ended", lease_ends)
@@ -94,7 +99,10 @@ def decide(
             return Verdict(Action.RECLAIM, Kind.IDLE,
                            f"{gpus_phrase(gpus)} idle for {duration(now - quiet_since)}", lease_ends)
     if lease_ends is not None and now >= lease_ends - warning_window(lease, warn_before):
-        return Verdict(Action.WARN, Kind.LEASE, f"its GPU lease ends at {clock(lease_ends)}", lease_ends)
+        if not (cohort_warning and ends < lease_ends):  # the earlier end is announced
+            return Verdict(Action.WARN, Kind.LEASE, f"its GPU lease ends at {clock(lease_ends)}", lease_ends)
+    if cohort_warning:
+        return Verdict(Action.WARN, Kind.COHORT, cohort_warning.reason, lease_ends, ends)
     return Verdict(Action.KEEP, lease_ends=lease_ends)
 
 
@@ -120,19 +128,34 @@ def lease_notice(server: str, ends: float, now: float) -> str:
             f"save your work; it will be stopped then, files kept.")
 
 
+def cohort_notice(server: str, ends: float, now: float) -> str:
+    minutes = max(0, round((ends - now) / 60))
+    phrase = server_phrase(server)
+    return (f"Your cohort ends at {clock(ends, dated=True)} (in {minutes} min): save your work; "
+            f"{phrase[0].lower()}{phrase[1:]} will be stopped then, files kept.")
+
+
+def warning_notice(server: str, verdict: Verdict, now: float) -> dict:
+    """The notice for a WARN verdict: a lease or a cohort that ends soon."""
+    if verdict.kind is Kind.COHORT:
+        return {"kind": "cohort", "server": server, "ends": verdict.cohort_ends,
+                "text": cohort_notice(server, verdict.cohort_ends, now)}
+    return {"kind": "lease", "server": server, "ends": verdict.lease_ends,
+            "text": lease_notice(server, verdict.lease_ends, now)}
+
+
 NOTICE_SECONDS = 24 * 3600  # a stop is explained on visits within a day, until the server runs again
 
 
 def user_notices(records, running: set[str], warnings: dict, user: str, now: float) -> list[dict]:
-    """What to tell ``user`` on the hub's pages: a lease that ends soon, and why a
+    """What to tell ``user`` on the hub's pages: a lease or cohort that ends soon, and why a
     server that is not running again was stopped (its latest stop, within a day).
 
     ``records``: the user's :class:`.reclaim_log.Reclaim`, newest first;
     ``running``: names of their running servers; ``warnings``: (user, server) -> Verdict.
     """
     notices = [
-        {"kind": "lease", "server": server, "ends": verdict.lease_ends,
-         "text": lease_notice(server, verdict.lease_ends, now)}
+        warning_notice(server, verdict, now)
         for (owner, server), verdict in sorted(warnings.items())
         if owner == user and verdict.action is Action.WARN
     ]

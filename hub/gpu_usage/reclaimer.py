@@ -125,7 +125,7 @@ class Reclaimer:
             if verdict.action is Action.WARN:
                 key = (server.user, server.server)
                 if key not in self.warnings:
-                    self.log.info("GPU lease of %s: %s; the user is warned", holder_name(server), verdict.reason)
+                    self.log.info("%s: %s; the user is warned", holder_name(server), verdict.reason)
                 warnings[key] = verdict
             elif verdict.action is Action.RECLAIM:
                 stops.append(self.reclaim(server, verdict, now))

@@ -230,7 +230,7 @@ async def test_one_servers_failed_lookup_does_not_stop_the_others_checks(tmp_pat
 
 def test_a_cohorts_end_stops_any_server_gpus_or_not_before_everything_else():
     for gpus in (0, 1):
-        assert verdict(T0 - 1, gpus=gpus, ends=T0).action is Action.KEEP
+        assert verdict(T0 - 1, gpus=gpus, ends=T0).action is Action.WARN
         ended = verdict(T0, gpus=gpus, ends=T0, lease=60, started=T0 - 3600)
         assert (ended.action, ended.kind) == (Action.RECLAIM, Kind.COHORT)
         assert ended.reason == "the cohort ended at 2026-11-22 14:00 UTC"
@@ -260,10 +260,27 @@ async def test_the_loop_stops_a_cpu_only_server_at_its_cohorts_end_and_records_w
     for now in (T0 + 59, T0 + 60, T0 + 61):
         tracker.update(now, Inventory(gpus=()), (cohort, plain), {})
         await reclaimer.check(now=now)
-    assert hub.stopped == [("ann", "")] and hub.asked == 1  # bob's server is never looked at
+    assert hub.stopped == [("ann", "")] and hub.asked == 2  # warned, then stopped; bob never looked at
+    assert reclaimer.warnings == {}
     (record,) = log.recent()
     assert (record.user, record.gpus, record.kind, record.reason) == (
         "ann", (), "cohort", "the cohort ended at 2026-11-22 14:01 UTC")
     (notice,) = user_notices(log.recent("ann"), set(), {}, "ann", T0 + 120)
     assert notice["text"] == ("Your server was stopped at 14:01 UTC: the cohort ended at "
                               "2026-11-22 14:01 UTC (files kept).")
+
+
+def test_a_cohorts_end_is_announced_like_a_lease_and_the_earlier_end_wins():
+    ends = T0 + 3600
+    assert verdict(ends - 901, gpus=0, ends=ends).action is Action.KEEP
+    warned = verdict(ends - 900, gpus=0, ends=ends)
+    assert (warned.action, warned.kind, warned.cohort_ends) == (Action.WARN, Kind.COHORT, ends)
+    # a GPU lease ending later than the cohort: the cohort's end is announced; earlier: the lease's
+    assert verdict(ends - 600, ends=ends, lease=7200, idle_timeout=0).kind is Kind.COHORT
+    leased = verdict(ends - 600, ends=ends + 60, lease=3600, idle_timeout=0)
+    assert (leased.kind, leased.lease_ends) == (Kind.LEASE, T0 + 3600)
+    assert verdict(ends - 600, ends=ends, idle_timeout=600).kind is Kind.IDLE  # a reclaim beats a warning
+    (notice,) = user_notices([], set(), {("ann", "b"): warned}, "ann", ends - 900)
+    assert notice == {"kind": "cohort", "server": "b", "ends": ends, "text":
+                      "Your cohort ends at 2026-11-22 15:00 UTC (in 15 min): save your work; "
+                      "your server 'b' will be stopped then, files kept."}
