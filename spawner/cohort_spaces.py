@@ -10,6 +10,7 @@ container, ``helper_container.py``) and mounts them.
 from __future__ import annotations
 
 import datetime
+import secrets
 import shlex
 from functools import partial
 
@@ -93,9 +94,15 @@ class CohortSpaces(Configurable):
             await helper_container.run_once(
                 docker_call, image=self.image, command=["sh", "-c", f"chown {uid}:{group} /v && chmod 2775 /v"],
                 binds=[f"{volume}:/v:rw"], capabilities=OWNER_CAPABILITIES, hub=self.hub_id,
-                name=f"{volume}-owner", what=f"giving volume {volume} to user {uid}", timeout=120,
+                # two members starting at once may both find the volume new: both give it
+                name=f"{volume}-owner-{secrets.token_hex(3)}",
+                what=f"giving volume {volume} to user {uid}", timeout=120,
             )
         except BaseException:
             # new and empty: without its owner it would stay root's, so it goes
-            await docker_call("remove_volume", volume, force=True)
+            # (unless another member's server already mounts it: the engine refuses)
+            try:
+                await docker_call("remove_volume", volume, force=True)
+            except docker.errors.APIError as error:
+                self.log.warning("Kept volume %s after its chown failed: %s", volume, error)
             raise

@@ -140,6 +140,12 @@ def test_team_folders_are_shared_by_members_only_and_datasets_are_read_only(hub,
     for name in ("ana", "ben", "cal"):
         hub.stop_server(name)
 
+    # cal joins the team: at the next start the team's files are there (they outlived the servers)
+    assert hub.api("POST", "/groups/ml-101-red/users", json={"users": ["cal"]}).status_code == 200
+    hub.start_server("cal", {"gpus": 0})
+    assert run(container_of(engine, "cal"), f"cat {HOME}/team/notes.txt") == (0, "from ana")
+    hub.stop_server("cal")
+
 
 def test_a_cohorts_servers_are_stopped_at_its_end_files_kept(hub, engine):
     ends = utc_now() + datetime.timedelta(seconds=40)
