@@ -138,7 +138,8 @@ async def add(docker_call, args, volume: str) -> None:
         raise DatasetsError(f"--name {name!r}: a name is letters, digits and . _ + -, "
                             "not starting with . or -, e.g. --name cifar-10")
     hub = await volume_hub(docker_call, args, volume, create=True)
-    if not args.replace and any(entry == name for _, _, entry in await entries(docker_call, args, volume, hub)):
+    there = {entry for _, _, entry in await entries(docker_call, args, volume, hub)}
+    if name in there and not args.replace:
         raise DatasetsError(f"{name!r} is already in ~/datasets (volume {volume}): pass --replace "
                             "to replace it, or choose another --name")
     target = shlex.quote(f"/to/{name}")
@@ -182,8 +183,8 @@ def main(argv: list[str]) -> int:
         print(f"gpuhub datasets: {error}", file=sys.stderr)
         return 2
     except docker.errors.DockerException as error:
-        print(f"gpuhub datasets: Docker refused: {error} (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')})",
-              file=sys.stderr)
+        where = os.environ.get("DOCKER_HOST", "unset")
+        print(f"gpuhub datasets: Docker refused: {error} (DOCKER_HOST={where})", file=sys.stderr)
         return 1
     except RuntimeError as error:  # a helper that failed: its own words
         print(f"gpuhub datasets: {error}", file=sys.stderr)

@@ -88,11 +88,13 @@ class CohortSpaces(Configurable):
         return {volume.name for volume in volumes}
 
     async def _give_to_notebook_user(self, docker_call, volume: str) -> None:
-        uid, gid = (shlex.quote(part) if part else part for part in shared_volumes.owner_of(self.container_user))
-        group = gid or f"$(id -g {uid} 2>/dev/null || echo {uid})"  # the image's group for the uid
+        uid, gid = shared_volumes.owner_of(self.container_user)
+        uid = shlex.quote(uid)
+        group = shlex.quote(gid) if gid else f"$(id -g {uid} 2>/dev/null || echo {uid})"  # the image's
         try:
             await helper_container.run_once(
-                docker_call, image=self.image, command=["sh", "-c", f"chown {uid}:{group} /v && chmod 2775 /v"],
+                docker_call, image=self.image,
+                command=["sh", "-c", f"chown {uid}:{group} /v && chmod 2775 /v"],
                 binds=[f"{volume}:/v:rw"], capabilities=OWNER_CAPABILITIES, hub=self.hub_id,
                 # two members starting at once may both find the volume new: both give it
                 name=f"{volume}-owner-{secrets.token_hex(3)}",

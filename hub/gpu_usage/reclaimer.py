@@ -1,7 +1,8 @@
 """The reclaim loop: applies :func:`.reclaim.decide` to every GPU server in the
-latest sample (and every server with a cohort end), and stops through the
-hub's REST API those whose GPUs are idle, whose lease or cohort has ended (files kept: the spawner removes the container,
-never its volumes; the hub's pool releases the GPUs to the queue).
+latest sample, and every server with a cohort end, and stops through the
+hub's REST API those whose GPUs are idle or whose lease or cohort has ended
+(files kept: the spawner removes the container, never its volumes; the
+hub's pool releases the GPUs to the queue).
 
 Cheap when nothing happens: the decision runs first on what the service
 already knows (the container's creation time, the activity the hub last

@@ -157,12 +157,14 @@ def test_a_cohorts_servers_are_stopped_at_its_end_files_kept(hub, engine):
     warned = wait_for(lambda: [n for n in _usage(hub, "/api/me", hub.user_token("dee"))["notices"]
                                if n["kind"] == "cohort"], "dee warned of the cohort's end", timeout=20)
     assert warned[0]["text"].startswith(f"Your cohort ends at {ends:%Y-%m-%d %H:%M} UTC (in "), warned
+    assert hub.server("dee") and time.time() < ends.timestamp() - 5  # warned, still running
 
     wait_for(lambda: hub.server("dee") is None, "dee's server to be stopped at the cohort's end",
              timeout=ends.timestamp() - time.time() + 40)
     stopped_after = time.time() - ends.timestamp()
     assert stopped_after >= 0, stopped_after
-    history = [r for r in _usage(hub, "/api/gpus", hub.user_token("admin"))["reclaimed"] if r["user"] == "dee"]
+    reclaimed = _usage(hub, "/api/gpus", hub.user_token("admin"))["reclaimed"]
+    history = [r for r in reclaimed if r["user"] == "dee"]
     assert [(r["kind"], r["reason"]) for r in history] == [
         ("cohort", f"the cohort ended at {ends:%Y-%m-%d %H:%M} UTC")]
     token = hub.user_token("dee")

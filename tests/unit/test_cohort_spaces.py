@@ -120,7 +120,8 @@ def test_one_team_at_team_several_at_teams_and_datasets_read_only_for_all():
 
 def test_home_is_where_the_users_volume_is_mounted():
     assert home_of({"{prefix}-user-{username}": "/home/jovyan"}) == "/home/jovyan"
-    assert home_of({"/data": "/data", "{prefix}-{username}": {"bind": "/home/ann", "mode": "rw"}}) == "/home/ann"
+    named = {"/data": "/data", "{prefix}-{username}": {"bind": "/home/ann", "mode": "rw"}}
+    assert home_of(named) == "/home/ann"
     assert home_of({}) == "/home/jovyan"
     assert owner_of("1000:100") == ("1000", "100") and owner_of("1000") == ("1000", None)
 
