@@ -127,16 +127,25 @@ async def entries(docker_call, args, volume: str, hub: str) -> list[tuple[int, i
     return found
 
 
-async def add(docker_call, args, volume: str) -> None:
-    from gpuhub.spawner.helper_container import run_once
-
-    source = Path(args.path).resolve()
+def checked_source(path: str, name: str | None) -> tuple[Path, str]:
+    """The host path to copy and its name in ~/datasets, or DatasetsError saying why not."""
+    source = Path(path).resolve()
     if not source.exists():
-        raise DatasetsError(f"{args.path}: no such file or folder on this host")
-    name = args.name or source.name
+        raise DatasetsError(f"{path}: no such file or folder on this host")
+    if ":" in str(source) or "," in str(source):
+        raise DatasetsError(f"{source}: Docker cannot mount a path with ':' or ',': "
+                            "copy or link it to a path without them first")
+    name = name or source.name
     if not NAME.match(name):
         raise DatasetsError(f"--name {name!r}: a name is letters, digits and . _ + -, "
                             "not starting with . or -, e.g. --name cifar-10")
+    return source, name
+
+
+async def add(docker_call, args, volume: str) -> None:
+    from gpuhub.spawner.helper_container import run_once
+
+    source, name = checked_source(args.path, args.name)
     hub = await volume_hub(docker_call, args, volume, create=True)
     there = {entry for _, _, entry in await entries(docker_call, args, volume, hub)}
     if name in there and not args.replace:
@@ -160,6 +169,8 @@ async def run(args) -> None:
     if not args.image:
         raise DatasetsError("name an image on the engine to run the copy in: --image or GPUHUB_IMAGE "
                             "(the hub's notebook image)")
+    if args.action == "add":
+        checked_source(args.path, args.name)  # before any Docker call
     volume = args.volume.format(prefix=args.prefix)
     docker_call = _docker()
     if args.action == "add":
