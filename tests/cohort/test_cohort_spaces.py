@@ -79,6 +79,8 @@ def test_a_cohorts_members_start_servers_only_inside_its_dates(hub, engine):
     assert refused.status_code == 400 and refused.json()["message"] == message, refused.text
     page = hub.login("stu").get(f"{hub.url}/hub/spawn", timeout=60)
     assert page.status_code == 400 and message in page.text, page.text
+    said = [line for line in hub.log_path.read_text().splitlines() if "The cohort ml-101 runs" in line]
+    assert said and not any(line.startswith("[E") for line in said), said  # warnings, not errors
     assert "Traceback" not in hub.log_tail(200)
     assert hub.server("stu") is None
     hub.start_server("otto", {"gpus": 0})  # outside the cohort: unaffected
