@@ -8,7 +8,8 @@ the spawn form, ``hardening.py`` checks the final create request,
 ``image_source.py`` says which images may be pulled, ``user_volumes.py``
 archives a deleted user's volumes, ``environment_reset.py`` moves a user's
 environment folders aside (Reset my environment), ``group_properties.py`` reads settings
-from JupyterHub group properties.
+from JupyterHub group properties, ``cohort_spaces.py`` adds a cohort's
+window and its team and dataset folders.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from . import container_spec, environment_reset, hardening, image_source, labels
 from .allocator import GPURequest, NotEnoughGPUs, OverQuota, ServerKey
 from .options import form_to_options
 from .pool import ClaimConflict, GPUPool, QueueTimeout
+from .cohort_spaces import CohortSpaces
 from .settings import GPUSettings
 from .user_choices import UserChoices
 from .user_errors import UserMistake, log_user_mistakes_once
@@ -50,7 +52,7 @@ CLAIM_ATTEMPTS = 3
 START_ALLOWANCE = 600
 
 
-class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
+class GPUDockerSpawner(GPUSettings, CohortSpaces, UserChoices, DockerSpawner):
     """A DockerSpawner that assigns free GPUs exclusively, by UUID.
 
     Users choose how many GPUs (0 up to their quota) in the spawn form or
@@ -387,7 +389,8 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
             self.gpu_uuids, self.shm_size, self.pids_limit, await self._evaluate(configured_host)
         )
         try:
-            await self._ensure_labelled_volumes()
+            self._check_cohort_window()  # again: a wait in the GPU queue may have outlasted it
+            await self._ensure_labelled_volumes(shared=await self._ensure_shared_volumes())
             return await super().create_object()
         finally:
             self.extra_host_config = configured_host
@@ -416,6 +419,7 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
             ),
             labels.IMAGE_LABEL: self.image_digest,
             labels.QUEUE_WAIT_LABEL: f"{self.queue_wait:.1f}",
+            **({labels.ENDS_LABEL: f"{self.cohort_ends:.0f}"} if self.cohort_ends else {}),
         }
         hardening.enforce(
             create_kwargs, hardening.sockets_for(os.environ.get("DOCKER_HOST")), self.log,
@@ -423,11 +427,11 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
         )
         return create_kwargs
 
-    async def _ensure_labelled_volumes(self):
+    async def _ensure_labelled_volumes(self, shared=frozenset()):
         """Create this server's named volumes with the hub's labels (the engine
-        keeps an existing volume as it is)."""
+        keeps an existing volume as it is); ``shared`` ones are not the user's."""
         for source in self.volume_binds:
-            if "/" not in source:
+            if "/" not in source and source not in shared:
                 await self.docker(
                     "create_volume",
                     name=source,

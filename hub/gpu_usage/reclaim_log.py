@@ -1,4 +1,4 @@
-"""The record of servers stopped for GPU idleness or an ended lease, in the
+"""The record of servers stopped for GPU idleness, an ended lease or cohort, in the
 service's SQLite file (table ``reclaims``).
 
 The most recent records stay in memory for the pages (requests never read
@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS reclaims (
     user TEXT NOT NULL,
     server TEXT NOT NULL,  -- "" for the default server
     gpus TEXT NOT NULL,  -- comma-separated UUIDs
-    kind TEXT NOT NULL,  -- idle | lease
+    kind TEXT NOT NULL,  -- idle | lease | cohort
     reason TEXT NOT NULL
 )
 """

@@ -53,6 +53,7 @@ def servers_from_containers(containers: list[dict], name_prefix: str = "",
                 hub=labels.get(gpu_labels.HUB_LABEL, ""),
                 queue_wait=gpu_labels.number_label(labels, gpu_labels.QUEUE_WAIT_LABEL),
                 home_volume=home_volume(container, home_path),
+                ends=gpu_labels.number_label(labels, gpu_labels.ENDS_LABEL),
             )
         )
     return tuple(servers)

@@ -29,6 +29,7 @@ class Server:
     hub: str = ""  # the hub that runs it (labels.HUB_LABEL)
     queue_wait: float = 0  # seconds its start waited in the GPU queue (labels.QUEUE_WAIT_LABEL)
     home_volume: str = ""  # the volume mounted at the home directory ("" : none)
+    ends: float = 0  # epoch seconds its cohort ends, GPUs or not (labels.ENDS_LABEL); 0: never
 
 
 @dataclass(frozen=True)
