@@ -52,6 +52,9 @@ authenticator = env("GPUHUB_AUTHENTICATOR", "github" if env("OAUTH_CLIENT_ID") e
 c.JupyterHub.authenticator_class = NativeAccounts if authenticator == "native" else authenticator
 c.Authenticator.admin_users = {env("GPUHUB_ADMIN", "admin")}
 c.NativeAccounts.admin_passwords_dir = str(state_dir / "admin_passwords")
+if authenticator == "shared-password":  # hackathons: password_groups in a site file (hub/cohort/README.md)
+    c.SharedPasswordAuthenticator.admin_password = ensure_secret_file(
+        ensure_private_dir(state_dir / "admin_passwords") / "shared-password", 24)
 c.JupyterHub.template_vars = {"gpuhub_parent_page": NATIVE_PAGE if authenticator == "native" else None}
 c.JupyterHub.template_paths = [NATIVE_TEMPLATE_ROOT]  # where NATIVE_PAGE is found
 if authenticator in OAUTH_KINDS:

@@ -12,7 +12,14 @@ import pytest
 import requests
 
 from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import PREFIX, REPO, Hub, remove_test_objects, wait_for
+from tests.integration.hubrig import (
+    PREFIX,
+    REPO,
+    Hub,
+    other_prefix,
+    remove_test_objects,
+    wait_for,
+)
 
 COHORT = "ml-101"
 TEAMS = {
@@ -65,12 +72,16 @@ def hub(request, engine, nvml_library, tmp_path_factory):
     remove_test_objects(engine)
 
 
-@pytest.fixture(scope="module")
-def organizer(hub):
+def organizer_token(hub) -> str:
     """An admin's token with exactly the organizer's scopes."""
     response = hub.api("POST", "/users/admin/tokens", json={"scopes": ORGANIZER_SCOPES})
     assert response.status_code == 201, response.text
     return response.json()["token"]
+
+
+@pytest.fixture(scope="module")
+def organizer(hub):
+    return organizer_token(hub)
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +258,48 @@ def test_remove_deletes_users_groups_role_and_archives_volumes(hub, organizer, f
     assert [v.attrs["Labels"]["gpuhub.archived-from"] for v in archives] == [volume]
     again = gpuhub(hub, organizer, "remove", str(files / "moved.yaml"))
     assert again.stdout == "nothing changed\n"
+
+
+HACKATHON = """
+c.SharedPasswordAuthenticator.manage_groups = True
+c.SharedPasswordAuthenticator.allow_all = True  # whoever has a password below
+c.SharedPasswordAuthenticator.password_groups = {
+    "red-team-correct-horse": ["hack-24", "hack-24-red"],
+    "mentors-battery-staple": ["hack-24-instructors"],
+}
+"""
+
+
+def test_a_hackathon_with_one_password_per_team(hub, engine, files):
+    """GPUHUB_AUTHENTICATOR=shared-password: no passwords from the import, a
+    team's password puts whoever logs in into the team's groups."""
+    nvml = FakeNVML(hub.workdir / "hack-gpus.state")
+    nvml.write(FakeNVML.make_gpus(1))
+    hack = Hub(workdir=hub.workdir / "hack", nvml=nvml, extra_config=HACKATHON,
+               prefix=other_prefix(), extra_env={"GPUHUB_AUTHENTICATOR": "shared-password"})
+    try:
+        hack.start()
+        (files / "hack.yaml").write_text("cohort: hack-24\ngpu_quota: 1\n"
+                                         "teams:\n  red: []\ninstructors: [mentor]\n")
+        result = gpuhub(hack, organizer_token(hack), "import", str(files / "hack.yaml"))
+        assert result.returncode == 0, result.stderr
+        assert "no passwords: this hub's authenticator (SharedPasswordAuthenticator)" \
+            in result.stdout
+        session = requests.Session()
+        session.get(f"{hack.url}/hub/login", timeout=30)
+        response = hack.form_post(session, "/hub/login",
+                                  {"username": "zoe", "password": "red-team-correct-horse"})
+        assert response.status_code == 302, response.text
+        assert sorted(hack.api("GET", "/users/zoe").json()["groups"]) == ["hack-24", "hack-24-red"]
+        admin_password = (hack.workdir / "state/admin_passwords/shared-password").read_text()
+        assert (hack.workdir / "state/admin_passwords/shared-password").stat().st_mode & 0o777 \
+            == 0o600
+        session = requests.Session()
+        session.get(f"{hack.url}/hub/login", timeout=30)
+        response = hack.form_post(session, "/hub/login",
+                                  {"username": "admin", "password": admin_password.strip()})
+        assert response.status_code == 302, response.text
+    finally:
+        if not hack.proc or hack.proc.poll() is not None:
+            print(hack.log_tail(60))
+        hack.stop()
