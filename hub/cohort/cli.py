@@ -41,6 +41,19 @@ def write_passwords(path: str, passwords: dict[str, str]) -> None:
         file.write(out.getvalue())
 
 
+def accounts_of(client: HubClient) -> dict:
+    """Whether this hub's authenticator keeps passwords; also checks that the hub
+    has gpuhub's cohort API at all (before anything is changed)."""
+    try:
+        return client.get(ACCOUNTS)
+    except HubAPIError as error:
+        if error.status == 404:
+            raise HubAPIError(f"{client.url} has no gpuhub cohort API ({ACCOUNTS}): is it a "
+                              "gpuhub hub (config/jupyterhub_config.py calls "
+                              "configure_cohort_api)?") from None
+        raise
+
+
 def run_import(args, cohort: Cohort, client: HubClient) -> int:
     if args.passwords and os.path.lexists(args.passwords):
         print(f"gpuhub cohort: {args.passwords} exists: give a new file for the passwords "
@@ -49,7 +62,7 @@ def run_import(args, cohort: Cohort, client: HubClient) -> int:
     state = importer.read_state(client, cohort)
     changes = importer.import_plan(cohort, state)
     new_users = importer.created_users(changes)
-    accounts = client.get(ACCOUNTS)  # does this hub's authenticator keep passwords?
+    accounts = accounts_of(client)
     if new_users and accounts.get("passwords") and not args.passwords and not args.dry_run:
         print(f"gpuhub cohort: this hub keeps passwords ({accounts['authenticator']}): "
               f"{len(new_users)} new users need one; give --passwords OUT.csv to receive them",

@@ -107,6 +107,15 @@ def snapshot(hub) -> tuple[list, list]:
 
 
 def test_import_twice_creates_then_changes_nothing(hub, organizer, files):
+    before = snapshot(hub)
+    dry = gpuhub(hub, organizer, "import", str(files / "ml-101.yaml"), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "created user s01" in dry.stdout.splitlines()
+    assert dry.stdout.endswith("dry run: nothing changed\n") and snapshot(hub) == before
+    missing = gpuhub(hub, organizer, "import", str(files / "ml-101.yaml"))
+    assert missing.returncode == 2 and "give --passwords OUT.csv" in missing.stderr
+    assert snapshot(hub) == before
+
     first = gpuhub(hub, organizer, "import", str(files / "ml-101.yaml"),
                    "--passwords", str(files / "passwords.csv"))
     assert first.returncode == 0, first.stderr

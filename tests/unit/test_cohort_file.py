@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from gpuhub.hub.cohort import names
+from gpuhub.hub.cohort.cli import write_passwords
 from gpuhub.hub.cohort.cohort_file import CohortFileError, parse_cohort
 from gpuhub.hub.cohort.importer import HubState, import_plan, remove_plan
 
@@ -212,3 +213,13 @@ def test_the_remove_plan_keeps_users_of_other_groups():
         "deleted role gpuhub-instructors-ml-101",
     ]
     assert remove_plan(cohort, HubState()) == []
+
+
+def test_the_passwords_file_is_new_and_private_from_its_creation(tmp_path):
+    path = tmp_path / "passwords.csv"
+    write_passwords(str(path), {"bob": "b-pass", "alice": "a-pass"})
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_text() == "username,password\nalice,a-pass\nbob,b-pass\n"
+    with pytest.raises(FileExistsError):
+        write_passwords(str(path), {"eve": "e"})
+    assert "eve" not in path.read_text()
