@@ -7,7 +7,9 @@ sets them).
 - ``POST {"users": ["alice", …], "reset": false}`` (needs ``admin:users``):
   approved accounts with generated passwords, ``{"passwords": {"alice": "…"}}``.
   The users must exist in the hub. An account that already has a password is
-  refused (409) unless ``"reset": true``. Each password is one-time: the first
+  refused (409) unless ``"reset": true``; a user whose roles (own or through
+  groups) grant a scope the caller lacks is refused (403): a password would
+  let the caller act as them (an admin, say). Each password is one-time: the first
   login leads to the change-password page until a new one is chosen.
 """
 
@@ -19,10 +21,20 @@ from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
+from gpuhub.hub.cohort.roles_api import missing_scopes
+
 
 class AccountsHandler(APIHandler):
     def _keeps_passwords(self) -> bool:
         return hasattr(self.authenticator, "create_accounts")
+
+    def _beyond_caller(self, user: orm.User) -> list[str]:
+        """Scopes of ``user``'s roles (own or through groups; not the default
+        ``user`` role) that the caller does not hold: an admin's password is not
+        set by a token that is no admin."""
+        granted = [*user.roles, *(role for group in user.groups for role in group.roles)]
+        wanted = sorted({s for role in granted if role.name != "user" for s in role.scopes})
+        return missing_scopes(self.parsed_scopes, wanted)
 
     async def get(self):
         if not self.current_user:
@@ -46,6 +58,12 @@ class AccountsHandler(APIHandler):
         if unknown:
             raise web.HTTPError(404, f"no such users in the hub: {', '.join(unknown)} "
                                 "(create them first: POST /hub/api/users)")
+        beyond = {u: self._beyond_caller(orm.User.find(self.db, u)) for u in normalized}
+        beyond = {u: missing for u, missing in beyond.items() if missing}
+        if beyond:
+            raise web.HTTPError(403, "a password lets its holder act as that user, and these "
+                                "users can do more than this token: " + "; ".join(
+                                    f"{u} ({', '.join(m)})" for u, m in sorted(beyond.items())))
         existing = [u for u in normalized if self.authenticator.get_user(u) is not None]
         if existing and not reset:
             raise web.HTTPError(409, f"these accounts have a password already: {', '.join(existing)}"

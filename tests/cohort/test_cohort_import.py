@@ -239,6 +239,16 @@ def test_the_role_api_is_least_privilege(hub, organizer):
     assert response.status_code == 409 and '"reset": true' in response.json()["message"]
     response = hub.api("POST", "/gpuhub/accounts", token=organizer, json={"users": "s03"})
     assert response.status_code == 400
+    # the organizer is no admin: the admin's password is not theirs to set
+    response = hub.api("POST", "/gpuhub/accounts", token=organizer,
+                       json={"users": ["admin"], "reset": True})
+    assert response.status_code == 403, response.text
+    assert "admin (" in response.json()["message"] and "shutdown" in response.json()["message"]
+    groups_only = hub.api("POST", "/users/admin/tokens",
+                          json={"scopes": ["admin:groups"]}).json()["token"]
+    response = hub.api("POST", "/gpuhub/accounts", token=groups_only,
+                       json={"users": ["s03"], "reset": True})
+    assert response.status_code == 403 and "admin:users" in response.json()["message"]
 
 
 def test_the_role_survives_a_hub_restart(hub, organizer):
