@@ -79,9 +79,10 @@ class NativeAccounts(NativeAuthenticator):
     def _default_seconds_before_next_try(self):
         return 600
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        one_time.ensure_table(self.db)
+    def __init__(self, *args, add_new_table=True, **kwargs):
+        super().__init__(*args, add_new_table=add_new_table, **kwargs)
+        if add_new_table:  # as NativeAuthenticator does for its own table
+            one_time.ensure_table(self.db)
         if self.admin_passwords_dir:
             self.ensure_admin_accounts()
 
