@@ -4,6 +4,7 @@ nothing, an imported user's one-time password, an instructor's reach, the
 role across a hub restart, least privilege of the role API, and remove."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -182,10 +183,24 @@ def test_a_malformed_file_names_its_bad_lines_and_changes_nothing(hub, organizer
     assert not (files / "never.csv").exists()
 
 
+def passwords(files) -> dict[str, str]:
+    lines = (files / "passwords.csv").read_text().splitlines()
+    return dict(line.split(",", 1) for line in lines[1:])
+
+
+def log_in(hub, name, password) -> requests.Session:
+    """Through the real login page, as a browser does."""
+    session = requests.Session()
+    session.get(f"{hub.url}/hub/login", timeout=30)
+    response = hub.form_post(session, "/hub/login", {"username": name, "password": password})
+    assert response.status_code == 302, response.text
+    return session
+
+
 def test_an_imported_user_logs_in_with_the_one_time_password(hub, files):
     path = files / "passwords.csv"
     assert path.stat().st_mode & 0o777 == 0o600
-    rows = dict(line.split(",", 1) for line in path.read_text().splitlines()[1:])
+    rows = passwords(files)
     assert sorted(rows) == sorted([*STUDENTS, INSTRUCTOR])
     session = requests.Session()
     session.get(f"{hub.url}/hub/login", timeout=30)
@@ -205,12 +220,25 @@ def test_an_imported_user_logs_in_with_the_one_time_password(hub, files):
     assert not response.headers["Location"].endswith("/change-password")
 
 
-def test_an_instructor_manages_members_servers_only(hub):
+def test_an_instructor_manages_members_servers_only(hub, files):
     token = hub.user_token(INSTRUCTOR)
     hub.create_users("outsider")
     response = hub.api("POST", "/users/s01/server", token=token, json={})
     assert response.status_code in (201, 202), response.text
     assert hub.wait_spawn("s01")[0] == "ready"
+    # enter it to help, in a browser: JupyterHub asks the instructor to confirm
+    # (another user's server), then the member's Jupyter server lets them in.
+    # (An API token alone is not enough there: the server's HubAuth does not
+    # resolve a group filter, a JupyterHub limitation.)
+    session = log_in(hub, INSTRUCTOR, passwords(files)[INSTRUCTOR])
+    page = session.get(f"{hub.url}/user/s01/files/help.txt", timeout=60)  # a page: to the hub
+    assert "/oauth2/authorize" in page.url, (page.url, page.status_code)
+    fields = {"_xsrf": re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1),
+              "scopes": re.findall(r'type="hidden" name="scopes" value="([^"]+)"', page.text)}
+    session.post(page.url, data=fields, timeout=60)  # back to the server, its cookie set
+    inside = session.get(f"{hub.url}/user/s01/api/status", timeout=60)
+    assert inside.status_code == 200 and "started" in inside.json(), inside.text
+    assert hub.api("GET", "/users/s01").json()["servers"][""]["ready"]
     response = hub.api("DELETE", "/users/s01/server", token=token)
     assert response.status_code in (202, 204), response.text
     wait_for(lambda: hub.server("s01") is None, "s01's server to stop")
@@ -223,6 +251,11 @@ def test_an_instructor_manages_members_servers_only(hub):
     assert hub.server("outsider") is None
     assert hub.api("GET", "/users/outsider", token=token).status_code == 404
     assert hub.api("GET", "/users/s01", token=token).status_code == 200
+    # nothing else: no new users, no changes to the cohort's groups
+    assert hub.api("POST", "/users/intruder", token=token).status_code == 403
+    response = hub.api("POST", f"/groups/{COHORT}/users", token=token, json={"users": ["outsider"]})
+    assert response.status_code in (403, 404) and "outsider" not in \
+        hub.api("GET", f"/groups/{COHORT}").json()["users"]
 
 
 def test_the_role_api_is_least_privilege(hub, organizer):
