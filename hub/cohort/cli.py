@@ -1,6 +1,6 @@
 """``gpuhub cohort import|remove|report``: a class or a hackathon from one file
-(hub/cohort/README.md). Exit 0 when done, 1 when the hub refused, 2 for a bad
-file or bad arguments (nothing applied).
+(hub/cohort/README.md). Exit 0 when done, 1 when the hub is not reached or
+refused, 2 for a bad file or bad arguments (nothing applied).
 """
 
 from __future__ import annotations
