@@ -11,6 +11,7 @@ from pathlib import Path
 from gpuhub.hub.auth.native import NATIVE_PAGE, NATIVE_TEMPLATE_ROOT, NativeAccounts
 from gpuhub.hub.auth.oauth import OAUTH_KINDS, OAuthSettingsError, oauth_config
 from gpuhub.hub.bootstrap import ensure_fenced_network, ensure_private_dir, ensure_secret_file
+from gpuhub.hub.cohort.roles_api import configure_cohort_api
 from gpuhub.hub.gpu_usage.wiring import configure_gpu_usage
 from gpuhub.hub.idle_culler import IdleCullerSettingsError, configure_idle_culler
 from gpuhub.hub.identity import ensure_hub_id, ensure_prefix_is_ours
@@ -52,6 +53,9 @@ authenticator = env("GPUHUB_AUTHENTICATOR", "github" if env("OAUTH_CLIENT_ID") e
 c.JupyterHub.authenticator_class = NativeAccounts if authenticator == "native" else authenticator
 c.Authenticator.admin_users = {env("GPUHUB_ADMIN", "admin")}
 c.NativeAccounts.admin_passwords_dir = str(state_dir / "admin_passwords")
+if authenticator == "shared-password":  # hackathons: password_groups in a site file (hub/cohort/README.md)
+    c.SharedPasswordAuthenticator.admin_password = ensure_secret_file(
+        ensure_private_dir(state_dir / "admin_passwords") / "shared-password", 24)
 c.JupyterHub.template_vars = {"gpuhub_parent_page": NATIVE_PAGE if authenticator == "native" else None}
 c.JupyterHub.template_paths = [NATIVE_TEMPLATE_ROOT]  # where NATIVE_PAGE is found
 if authenticator in OAUTH_KINDS:
@@ -64,6 +68,9 @@ if authenticator in OAUTH_KINDS:
 c.JupyterHub.tornado_settings = {
     "cookie_options": {"samesite": "Lax", **({"secure": True} if ssl_cert else {})},
 }
+
+# ---- cohorts (hub/cohort): instructors' roles and one-time passwords, hub-side API ----
+configure_cohort_api(c)
 
 # ---- servers: GPUDockerSpawner ----
 c.JupyterHub.spawner_class = "gpu-docker"
