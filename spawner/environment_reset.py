@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 
-from . import labels
+from . import helper_container
+
+Docker = helper_container.Docker
 
 # What moves, and why each: all are made by tools, none by the user's own
 # work, and the server starts without any of them (the image has the defaults).
@@ -106,28 +108,14 @@ def home_volume(binds: Mapping[str, Mapping], home: str) -> str:
 
 def helper_request(*, image: str, volume: str, home: str, user: str, folder: str,
                    hub: str, name: str) -> dict:
-    """The ``create_container`` keyword arguments of the move (docker-py's names)."""
-    return {
-        "image": image,
-        "name": name,
-        # the image's entrypoint (e.g. start.sh) is not run: nothing but the move
-        "entrypoint": ["sh", "-c", MOVE_SCRIPT, "reset"],
-        "command": [folder, *ENVIRONMENT_DIRECTORIES],
-        "user": user,
-        "environment": {"HOME": home},
-        "working_dir": home,
-        "labels": {labels.HUB_LABEL: hub},
-        "network_disabled": True,
-        "host_config": {
-            "Binds": [f"{volume}:{home}:rw"],
-            "NetworkMode": "none",
-            "CapDrop": ["ALL"],
-            "SecurityOpt": ["no-new-privileges:true"],
-        },
-    }
-
-
-Docker = Callable[..., Awaitable]
+    """The ``create_container`` keyword arguments of the move: the notebook user,
+    no capabilities, only the home volume."""
+    return helper_container.create_kwargs(
+        image=image, name=name, hub=hub, user=user, capabilities=(),
+        entrypoint=["sh", "-c", MOVE_SCRIPT, "reset"],
+        command=[folder, *ENVIRONMENT_DIRECTORIES],
+        binds=[f"{volume}:{home}:rw"], environment={"HOME": home}, working_dir=home,
+    )
 
 
 async def move_aside(docker_call: Docker, request: dict, log: logging.Logger, server: str) -> str:
@@ -137,19 +125,15 @@ async def move_aside(docker_call: Docker, request: dict, log: logging.Logger, se
     Raises :class:`ResetFailed` with the helper's words when it failed: then
     nothing was moved (the script puts back what it moved).
     """
-    helper = await docker_call("create_container", **request)
     try:
-        await docker_call("start", helper["Id"])
-        result = await docker_call("wait", helper["Id"], timeout=MOVE_TIMEOUT)
-        output = (await docker_call("logs", helper["Id"], tail=5)).decode(errors="replace").strip()
-        said = output.splitlines()[-1] if output else ""
-        if result.get("StatusCode") != 0:
-            log.error("Reset of %s failed (exit %s): %s", server, result.get("StatusCode"), output)
-            raise ResetFailed(said or f"the move stopped with exit status {result.get('StatusCode')}")
-        log.info("Reset of %s: %s", server, said)
-        return said
-    finally:
-        await docker_call("remove_container", helper["Id"], force=True)
+        output = await helper_container.run(docker_call, request, what="the move", timeout=MOVE_TIMEOUT)
+    except helper_container.HelperFailed as error:
+        log.error("Reset of %s failed: %s", server, error)
+        lines = error.output.strip().splitlines()
+        raise ResetFailed(lines[-1] if lines else str(error)) from None
+    said = (output.strip().splitlines() or [""])[-1]
+    log.info("Reset of %s: %s", server, said)
+    return said
 
 
 async def carry_out(docker_call: Docker, *, binds: Mapping[str, Mapping], home: str, image: str,

@@ -84,6 +84,7 @@ def test_the_helper_is_the_notebook_user_with_nothing_but_the_home():
             "Binds": ["gpuhub-user-ann:/home/jovyan:rw"],
             "NetworkMode": "none",
             "CapDrop": ["ALL"],
+            "CapAdd": [],
             "SecurityOpt": ["no-new-privileges:true"],
         },
     }
