@@ -27,6 +27,12 @@ INSTRUCTORS_SUFFIX = "instructors"
 USAGE_SCOPE = "custom:gpu-usage:read-all"  # the gpu-usage service's "see everyone" scope
 
 
+# What an organizer's token needs for `gpuhub cohort import|remove|report`: users and
+# groups, and every scope the instructors' role hands out (roles_api.py refuses more).
+ORGANIZER_SCOPES = ["admin:users", "admin:groups", "servers", "access:servers",
+                    "read:roles:groups", USAGE_SCOPE]
+
+
 def team_group(cohort: str, team: str) -> str:
     return f"{cohort}-{team}"
 

@@ -12,13 +12,14 @@ import textwrap
 import pytest
 import requests
 
+from gpuhub.hub.cohort.names import ORGANIZER_SCOPES
+
 from tests.fakes.fake_gpus import FakeNVML
 from tests.integration.hubrig import (
     PREFIX,
     REPO,
     Hub,
     other_prefix,
-    remove_test_objects,
     wait_for,
 )
 
@@ -32,9 +33,6 @@ LOOSE = ["s19", "s20"]  # members without a team
 STUDENTS = [u for members in TEAMS.values() for u in members] + LOOSE
 INSTRUCTOR = "prof-lee"
 ROLE = f"gpuhub-instructors-{COHORT}"
-# What an organizer's token needs (hub/cohort/README.md): exactly these.
-ORGANIZER_SCOPES = ["admin:users", "admin:groups", "servers", "access:servers",
-                    "read:roles:groups", "custom:gpu-usage:read-all"]
 INSTRUCTOR_SCOPES = sorted(
     f"{scope}!group={COHORT}" for scope in (
         "list:users", "read:users", "read:users:activity", "read:servers", "servers",
@@ -70,7 +68,6 @@ def hub(request, engine, nvml_library, tmp_path_factory):
     if request.session.testsfailed:
         print(f"\n----- hub log ({hub.log_path}) -----\n{hub.log_tail(200)}")
     hub.stop()
-    remove_test_objects(engine)
 
 
 def organizer_token(hub) -> str:

@@ -20,7 +20,7 @@ from playwright.sync_api import expect, sync_playwright
 from gpuhub.hub.cohort import names
 from tests.fakes.fake_gpus import FakeNVML
 from tests.integration.hubrig import (
-    PREFIX, REPO, Hub, container_of, docker_client, remove_test_objects, wait_for,
+    PREFIX, REPO, Hub, container_of, docker_client, wait_for,
 )
 
 USAGE = "/services/gpu-usage"
@@ -70,7 +70,6 @@ def hub(engine, nvml_library, tmp_path_factory):
         raise
     finally:
         hub.stop()
-        remove_test_objects(engine)
 
 
 def admin_token(hub):

@@ -13,7 +13,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from gpuhub.hub.cohort import names
 from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import IMAGE, PREFIX, Hub, container_of, remove_test_objects, wait_for
+from tests.integration.hubrig import IMAGE, PREFIX, Hub, container_of, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -51,7 +51,6 @@ def hub(engine, nvml_library, tmp_path_factory):
     hub.start()
     yield hub
     hub.stop()
-    remove_test_objects(engine)
 
 
 def in_home(engine, user: str, command: str) -> str:
