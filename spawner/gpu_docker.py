@@ -6,7 +6,7 @@ builds the Docker settings, ``labels.py`` is the label contract,
 ``options.py`` checks what users ask for, ``templates/options_form.html`` is
 the spawn form, ``hardening.py`` checks the final create request,
 ``image_source.py`` says which images may be pulled, ``user_volumes.py``
-archives a deleted user's volumes, ``environment_reset.py`` moves a user's
+archives a deleted user's volumes, ``reset_on_start.py`` moves a user's
 environment folders aside (Reset my environment), ``group_properties.py`` reads settings
 from JupyterHub group properties, ``cohort_spaces.py`` adds a cohort's
 window and its team and dataset folders.
@@ -27,32 +27,28 @@ import docker.errors
 import docker.tls
 from docker.utils import kwargs_from_env
 from dockerspawner import DockerSpawner
-from jupyterhub.utils import exponential_backoff, url_path_join
+from jupyterhub.utils import exponential_backoff
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Float, Int, List, TraitError, Unicode, default, validate
+from traitlets import Int, List, TraitError, Unicode, default, validate
 
-from . import container_spec, environment_reset, hardening, image_source, labels, progress, user_volumes
-from .allocator import GPURequest, NotEnoughGPUs, OverQuota, ServerKey
+from . import container_spec, hardening, image_source, labels, progress, user_volumes
 from .options import form_to_options
-from .pool import ClaimConflict, GPUPool, QueueTimeout
+from .pool import ClaimConflict
 from .cohort_spaces import CohortSpaces
+from .gpu_claims import START_ALLOWANCE, GPUClaims
+from .reset_on_start import ResetOnStart
 from .settings import GPUSettings
 from .user_choices import UserChoices
-from .user_errors import UserMistake, log_user_mistakes_once
 
 _thread_clients = threading.local()  # one Docker API client per thread (see client)
 
 # How often a start may lose a GPU to another hub on the same engine (both
 # chose it at the same moment) and choose again before giving up.
 CLAIM_ATTEMPTS = 3
-# Seconds a start gets beyond its wait in the GPU queue: the turn at the start
-# gate, the container, Jupyter coming up. ``start_timeout`` defaults to
-# ``queue_timeout`` + this; a wait in line ends this long before start_timeout.
-START_ALLOWANCE = 600
 
 
-class GPUDockerSpawner(GPUSettings, CohortSpaces, UserChoices, DockerSpawner):
+class GPUDockerSpawner(GPUSettings, GPUClaims, CohortSpaces, ResetOnStart, UserChoices, DockerSpawner):
     """A DockerSpawner that assigns free GPUs exclusively, by UUID.
 
     Users choose how many GPUs (0 up to their quota) in the spawn form or
@@ -60,8 +56,6 @@ class GPUDockerSpawner(GPUSettings, CohortSpaces, UserChoices, DockerSpawner):
     container as a label and in the spawner state, and rebuilt from Docker
     when the hub restarts.
     """
-
-    _pool: GPUPool | None = None  # one per hub process, shared by every spawner
 
     @property
     def executor(self):
@@ -159,123 +153,23 @@ class GPUDockerSpawner(GPUSettings, CohortSpaces, UserChoices, DockerSpawner):
     gpu_uuids = List(Unicode(), help="UUIDs of the devices this server holds (state).")
     gpu_request = Int(0, help="How many GPUs the current start asked for.")
     image_digest = Unicode("", help="The image the current start runs: repo digest or image ID.")
-    reset_requested = Unicode("", help="UTC time (20261122T203800Z) of a reset of this server's "
-                              "environment to carry out at its next start (state; hub/reset.py).")
-    queue_wait = Float(0.0, help="Seconds the current start waited in the GPU queue (labels.QUEUE_WAIT_LABEL).")
     _starting = False
-    _progress: progress.ProgressLog | None = None
 
     def load_state(self, state):
         super().load_state(state)
         self.gpu_uuids = list(state.get("gpus", []))
-        self.reset_requested = state.get("reset_requested", "")
 
     def get_state(self):
         state = super().get_state()
         if self.gpu_uuids:
             state["gpus"] = list(self.gpu_uuids)
-        if self.reset_requested:
-            state["reset_requested"] = self.reset_requested
         return state
 
     def clear_state(self):
-        # reset_requested stays: JupyterHub clears the state at each stop and
-        # before each start, and the request must live until a start carries it out
         super().clear_state()
         self.gpu_uuids = []
 
-    # ---- the pool ----------------------------------------------------------
-    @property
-    def pool(self) -> GPUPool:
-        cls = GPUDockerSpawner
-        if cls._pool is None:
-            log_user_mistakes_once(self.log)
-            cls._pool = GPUPool(
-                hub_id=self.hub_id,
-                prefix=self.prefix,
-                docker_client=self._new_client(),  # for the pool's own thread
-                log=self.log,
-                reconcile_interval=self.reconcile_interval,
-                remove_forgotten=self.remove,
-                start_concurrency=self.start_concurrency,
-                queue_file=self.queue_file,
-            )
-        cls._pool.start_reconciling()
-        return cls._pool
-
-    @property
-    def server_key(self) -> ServerKey:
-        return ServerKey(self.user.name, self.name or "")
-
     # ---- lifecycle -------------------------------------------------------
-    async def _claim_gpus(self, prefer=(), wait: float = 0) -> tuple[str, ...]:
-        """GPUs for this start; waits in the GPU queue up to ``wait`` seconds
-        (how long it waited: ``queue_wait``, for the container's label)."""
-        queued_at = None
-
-        def on_wait(place, refusal):
-            nonlocal queued_at
-            queued_at = queued_at or time.monotonic()
-            self._report_queue_place(place, refusal)
-
-        try:
-            uuids = await self.pool.claim_or_wait(
-                self.server_key,
-                GPURequest(
-                    self.gpu_request,
-                    share=self.gpu_share,
-                    model=(self.user_options or {}).get("gpu_model") or None,  # checked by parse_request
-                    user_quota=self.gpu_quota,
-                    allowed_models=tuple(self.gpu_models),
-                ),
-                self.busy_memory_threshold,
-                # a spawn that dies without giving its GPUs back loses them after this
-                expires_in=self.start_timeout + self.reconcile_interval,
-                prefer=prefer,
-                wait=wait,
-                priority=self.queue_priority,
-                on_wait=on_wait,
-            )
-        except (NotEnoughGPUs, OverQuota, QueueTimeout) as error:
-            raise UserMistake(409, str(error)) from None
-        if queued_at is not None:
-            self.queue_wait = time.monotonic() - queued_at
-        if uuids:
-            self.log.info("Assigned GPU(s) %s to %s", ",".join(uuids), self._log_name)
-        return uuids
-
-    def _report_queue_place(self, place: int, refusal: NotEnoughGPUs | None) -> None:
-        total = refusal.total if refusal else 0
-        free = refusal.free if refusal else 0
-        self.log.info("%s waits for %d GPU(s): position %d in the queue", self._log_name,
-                      self.gpu_request, place)
-        self._report(
-            progress.queued(place, total, self.gpu_request, free, self.pool.next_free_in()), 10
-        )
-
-    def _queue_allowance(self, began: float) -> float:
-        """Seconds this start may wait in line: ``queue_timeout``, and never so long
-        that ``start_timeout`` ends the start after the wait."""
-        left = self.start_timeout - START_ALLOWANCE - (time.monotonic() - began)
-        return max(0.0, min(self.queue_timeout, left))
-
-    def _report(self, message: str, percent: int | None = None) -> None:
-        if self._progress is None:
-            self._progress = progress.ProgressLog()
-        self._progress.report(message, percent)
-
-    async def progress(self):
-        if self._progress is None:
-            self._progress = progress.ProgressLog()
-        async for event in self._progress.follow():
-            yield event
-
-    def _release_gpus(self):
-        uuids = self.pool.release(self.server_key)
-        if uuids:
-            self.log.info("Released GPU(s) %s of %s", ",".join(uuids), self._log_name)
-        self.gpu_uuids = []
-
     async def start(self):
         began = time.monotonic()
         self.queue_wait = 0.0
@@ -346,8 +240,7 @@ class GPUDockerSpawner(GPUSettings, CohortSpaces, UserChoices, DockerSpawner):
         return True
 
     async def create_object(self):
-        if self.reset_requested:  # here the image is chosen and pulled, the old container gone
-            await self._reset_environment()
+        await self._reset_if_requested()
         for _attempt in range(CLAIM_ATTEMPTS):
             created = await self._create_container()
             self.pool.confirm(self.server_key, created["Id"])
@@ -362,24 +255,6 @@ class GPUDockerSpawner(GPUSettings, CohortSpaces, UserChoices, DockerSpawner):
             503, "Other hubs on this Docker engine took the free GPUs while your server "
             "was starting. Try again in a moment.",
         )
-
-    async def _reset_environment(self) -> None:
-        """The requested reset; the request is done only when the move worked."""
-        self._report("Resetting your environment: moving its folders aside", 45)
-        # the hub's own short-lived container, not a server: it skips the
-        # server's labels and checks (environment_reset sets its own)
-        try:
-            await environment_reset.carry_out(
-                partial(DockerSpawner.docker, self), binds=self.volume_binds,
-                home=self.home_directory, image=self.image, user=self.container_user,
-                request_stamp=self.reset_requested, hub=self.hub_id,
-                name=f"{self.object_name}.reset", log=self.log, server=self._log_name,
-            )
-        except environment_reset.ResetFailed as error:
-            page = url_path_join(self.hub.base_url, "reset", self.user.escaped_name, self.name)
-            # 409: the user can cancel the reset and start as before
-            raise UserMistake(409, f"{error}. To start without the reset, cancel it on {page}.") from None
-        self.reset_requested = ""
 
     async def _create_container(self) -> dict:
         # workaround for DockerSpawner.create_object, which reads these traits
