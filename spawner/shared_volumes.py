@@ -1,8 +1,9 @@
 """Team and dataset folders: which shared volumes a server mounts, where. No I/O.
 
 - **Team**: a member of a team group (property ``gpuhub_team``,
-  ``hub/cohort/names.py``) gets the volume ``{prefix}-team-{group}`` (the
-  group's name escaped as user names are) read-write at ``~/team``; a member
+  ``hub/cohort/names.py``) gets the volume ``{prefix}-team-{v}``, ``v`` its
+  ``gpuhub_team_volume`` property or else the group's name (escaped as user
+  names are), read-write at ``~/team``; a member
   of several teams gets each at ``~/teams/<group>`` instead, so no team's
   folder moves when another team is added. Read from the groups at every
   start: a team change takes effect at the next start.
@@ -20,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from gpuhub.hub.cohort.names import TEAM
+from gpuhub.hub.cohort.names import TEAM, TEAM_VOLUME
 
 from . import labels
 from .user_volumes import per_user_templates
@@ -64,12 +65,14 @@ def shared_volumes(
 ) -> list[SharedVolume]:
     """The team volumes of the user's ``groups`` and the datasets volume ("": none).
     ``escape`` makes a group name safe for a volume name (the spawner's ``escape``)."""
+    groups = list(groups)
     teams = team_groups(groups)
+    volume_of = {g.name: (getattr(g, "properties", None) or {}).get(TEAM_VOLUME) or g.name for g in groups}
     found = []
     for group in teams:
         folder = group if PLAIN_NAME.match(group) else escape(group)
         mount = posixpath.join(home, "team") if len(teams) == 1 else posixpath.join(home, "teams", folder)
-        found.append(SharedVolume(f"{prefix}-team-{escape(group)}", mount, read_only=False,
+        found.append(SharedVolume(f"{prefix}-team-{escape(volume_of[group])}", mount, read_only=False,
                                   labels={labels.HUB_LABEL: hub, TEAM_LABEL: group}, for_the_user=True))
     if datasets_volume:
         found.append(SharedVolume(datasets_volume, posixpath.join(home, "datasets"), read_only=True,

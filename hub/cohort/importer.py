@@ -100,9 +100,13 @@ def import_plan(cohort: Cohort, state: HubState) -> list[Change]:
     for group in wanted:
         if group not in state.groups:
             changes.append(Change(f"created group {group}", "POST", f"/groups/{quote(group)}", {}))
-    managed = {names.COHORT, names.TEAM, names.INSTRUCTORS, names.STARTS, names.ENDS, *PROPERTIES}
+    managed = {names.COHORT, names.TEAM, names.TEAM_VOLUME, names.INSTRUCTORS, names.STARTS,
+               names.ENDS, *PROPERTIES}
     for group, desired in cohort.properties().items():
         current = state.groups.get(group, {}).get("properties", {})
+        if names.TEAM in desired:  # a team keeps its volume; a new team group gets a new one
+            desired = {**desired, names.TEAM_VOLUME: current.get(names.TEAM_VOLUME)
+                       or names.new_team_volume(group)}
         merged = {k: v for k, v in current.items() if k not in managed} | desired
         lines = [f"set {group} {key} = {_shown(value)}" for key, value in desired.items()
                  if current.get(key, object()) != value]

@@ -142,7 +142,9 @@ def test_import_twice_creates_then_changes_nothing(hub, organizer, files):
     assert groups[COHORT]["properties"] == {
         "gpuhub_cohort": COHORT, "gpu_quota": 1, "mem_limit": "1G", "description": "Autumn",
         "starts": "2026-01-01T09:00:00+00:00", "ends": "2099-12-19T17:00:00+00:00"}
-    assert groups[f"{COHORT}-red"]["properties"] == {"gpuhub_cohort": COHORT, "gpuhub_team": "red"}
+    red = dict(groups[f"{COHORT}-red"]["properties"])
+    assert re.fullmatch(rf"{COHORT}-red-[0-9a-f]{{8}}", red.pop("gpuhub_team_volume"))
+    assert red == {"gpuhub_cohort": COHORT, "gpuhub_team": "red"}
     assert groups[f"{COHORT}-instructors"]["properties"] == {
         "gpuhub_cohort": COHORT, "gpuhub_instructors": True}
     role = hub.api("GET", f"/gpuhub/cohorts/{COHORT}/instructors-role", token=organizer).json()

@@ -2,6 +2,7 @@
 (hub/cohort/importer.py): every kind of bad row with its line, the CSV, and a
 good file's plan against a hub's state."""
 
+import re
 import textwrap
 
 import pytest
@@ -149,8 +150,13 @@ def test_a_csv_that_cannot_be_read():
         "c.yaml:2: cannot read users_csv 'gone.csv': No such file or directory"]
 
 
+TEAM_VOLUME = re.compile(r"(set (ml-101-\w+) gpuhub_team_volume = )\2-[0-9a-f]{8}$")
+
+
 def lines(changes) -> list[str]:
-    return [line for change in changes for line in change.line.splitlines()]
+    """The plan's lines; a new team volume's random part shown as ``…``."""
+    return [TEAM_VOLUME.sub(r"\1\2-…", line)
+            for change in changes for line in change.line.splitlines()]
 
 
 def test_the_plan_on_an_empty_hub_then_on_a_hub_that_has_it():
@@ -167,7 +173,9 @@ def test_the_plan_on_an_empty_hub_then_on_a_hub_that_has_it():
         "set ml-101-instructors gpuhub_cohort = ml-101",
         "set ml-101-instructors gpuhub_instructors = true",
         "set ml-101-red gpuhub_cohort = ml-101", "set ml-101-red gpuhub_team = red",
+        "set ml-101-red gpuhub_team_volume = ml-101-red-…",
         "set ml-101-blue gpuhub_cohort = ml-101", "set ml-101-blue gpuhub_team = blue",
+        "set ml-101-blue gpuhub_team_volume = ml-101-blue-…",
         "added alice to ml-101", "added bob to ml-101", "added carol to ml-101",
         "added dave to ml-101", "added prof-lee to ml-101-instructors",
         "added alice to ml-101-red", "added bob to ml-101-red", "added carol to ml-101-blue",
@@ -178,9 +186,12 @@ def test_the_plan_on_an_empty_hub_then_on_a_hub_that_has_it():
 
     # the hub as the import left it, plus a description, an old setting and a
     # team the file dropped; carol moved from blue to red
+    made = {change.path: change.body for change in plan if change.path.endswith("/properties")}
+    assert made["/groups/ml-101-red/properties"]["gpuhub_team_volume"] != \
+        made["/groups/ml-101-blue/properties"]["gpuhub_team_volume"]
     state = HubState(
         groups={
-            name: {"users": sorted(members), "properties": dict(cohort.properties()[name])}
+            name: {"users": sorted(members), "properties": made[f"/groups/{name}/properties"]}
             for name, members in cohort.groups().items()
         },
         users={name: [] for name in ["alice", "bob", "carol", "dave", "prof-lee"]},

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gpuhub.hub.cohort.names import COHORT, ENDS, STARTS, TEAM
+from gpuhub.hub.cohort.names import COHORT, ENDS, STARTS, TEAM, TEAM_VOLUME
 from gpuhub.spawner import labels
 from gpuhub.spawner.cohort_window import CohortClosed, cohorts_of, open_until
 from gpuhub.spawner.group_properties import BadGroupProperty
@@ -124,6 +124,16 @@ def test_home_is_where_the_users_volume_is_mounted():
     assert home_of(named) == "/home/ann"
     assert home_of({}) == "/home/jovyan"
     assert owner_of("1000:100") == ("1000", "100") and owner_of("1000") == ("1000", None)
+
+
+def test_a_team_groups_volume_property_names_its_volume():
+    """gpuhub cohort import gives each new team group a volume of its own
+    (names.TEAM_VOLUME): next term's ml-101-red does not see this term's files."""
+    red = group("ml-101-red", **{COHORT: "ml-101", TEAM: "red", TEAM_VOLUME: "ml-101-red-0a1b2c3d"})
+    (volume,) = shared_volumes(groups=iter([red]), home="/h", prefix="gh", hub="hub-1",
+                               datasets_volume="", escape=lambda name: name)
+    assert (volume.name, volume.mount) == ("gh-team-ml-101-red-0a1b2c3d", "/h/team")
+    assert volume.labels["gpuhub.team"] == "ml-101-red"
 
 
 def test_the_spawner_mounts_its_users_team_and_the_datasets_and_only_those():
