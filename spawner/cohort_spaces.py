@@ -32,12 +32,15 @@ class CohortSpaces(Configurable):
     datasets_volume = Unicode(
         shared_volumes.DATASETS_VOLUME,
         config=True,
-        help="""Docker volume mounted read-only at ``~/datasets`` in every server;
-        "" mounts none.
+        help="""Docker volume mounted read-only at ``~/datasets`` in every server
+        started once it exists; "" mounts none.
 
-        Admins fill it with ``gpuhub datasets add PATH`` (hub/README.md);
-        servers see what is added at once. Created, empty, at the first start
-        if missing. ``{prefix}`` is the hub's prefix. Default:
+        Admins create and fill it with ``gpuhub datasets add PATH``
+        (hub/README.md); running servers see later additions at once, servers
+        started before the first one see it at their next start. Until then
+        nothing is mounted, so a user's own ``~/datasets`` folder stays visible
+        (while mounted, the shared one hides it; its files stay in the home
+        volume). ``{prefix}`` is the hub's prefix. Default:
         "{prefix}-datasets"::
 
             c.GPUDockerSpawner.datasets_volume = "course-data"
@@ -45,6 +48,7 @@ class CohortSpaces(Configurable):
     )
 
     cohort_ends: float | None = None  # epoch seconds this start's cohort ends (labels.ENDS_LABEL)
+    _absent_volumes: frozenset = frozenset()  # shared volumes not mounted: the datasets before its first add
 
     def _check_cohort_window(self) -> None:
         """Refuse (400, with the cohort's dates) a member of cohorts none of which is
@@ -66,25 +70,30 @@ class CohortSpaces(Configurable):
     def volume_binds(self):
         binds = super().volume_binds
         for volume in self._shared_volumes():
-            binds[volume.name] = volume.bind()
+            if volume.name not in self._absent_volumes:
+                binds[volume.name] = volume.bind()
         return binds
 
     async def _ensure_shared_volumes(self) -> set[str]:
-        """Create the missing shared volumes; a new team volume becomes the notebook
-        user's. Returns their names (the caller labels no user on them)."""
+        """Create the missing team volumes (each becomes the notebook user's); a missing
+        datasets volume is left out of the mounts. Returns the shared volumes'
+        names (the caller labels no user on them)."""
         docker_call = partial(DockerSpawner.docker, self)  # the hub's own calls, not a server's
-        volumes = self._shared_volumes()
+        volumes, absent = self._shared_volumes(), set()
         for volume in volumes:
             try:
                 await docker_call("inspect_volume", volume.name)
                 continue
             except docker.errors.NotFound:
                 pass
+            if volume.read_only:  # the datasets: made by its first `gpuhub datasets add`
+                absent.add(volume.name)
+                continue
             await docker_call("create_volume", name=volume.name, labels=volume.labels)
             if volume.for_the_user:
                 await self._give_to_notebook_user(docker_call, volume.name)
-            self.log.info("Created shared volume %s for %s (%s)", volume.name, self._log_name,
-                          "read-only" if volume.read_only else "read-write")
+            self.log.info("Created team volume %s for %s", volume.name, self._log_name)
+        self._absent_volumes = frozenset(absent)
         return {volume.name for volume in volumes}
 
     async def _give_to_notebook_user(self, docker_call, volume: str) -> None:

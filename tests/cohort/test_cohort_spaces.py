@@ -84,6 +84,8 @@ def test_a_cohorts_members_start_servers_only_inside_its_dates(hub, engine):
     assert "Traceback" not in hub.log_tail(200)
     assert hub.server("stu") is None
     hub.start_server("otto", {"gpus": 0})  # outside the cohort: unaffected
+    # no `gpuhub datasets add` yet: nothing hides a user's own ~/datasets
+    assert not any(m["Destination"] == f"{HOME}/datasets" for m in container_of(engine, "otto").attrs["Mounts"])
 
     # A bad date: the group-property message, 400.
     set_properties(hub, "ml-101", {COHORT: "ml-101", STARTS: "next monday", ENDS: iso(ends)})
