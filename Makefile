@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 TEST_DOCKER_HOST := unix:///run/gpuhub-test/docker.sock
 # JupyterHub 6 (test-jh6): its own venv, and the tests run again on it
 VENV_JH6 := .venv-jh6
-JH6_TESTS := tests/integration/test_accounts.py tests/integration/test_spawn.py tests/integration/test_options.py
+JH6_TESTS := tests/integration/test_accounts.py tests/integration/test_spawn.py tests/integration/test_options.py tests/cohort/test_cohort_import.py
 
 .PHONY: up test test-jh6 unit integration ansible-test images test-images engine bench clean help
 

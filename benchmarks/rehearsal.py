@@ -196,6 +196,7 @@ def report(students: list[Student], wall: float, gpus_note: str) -> str:
 def own_hub(stack: ExitStack, args, workdir: Path) -> tuple[str, list[tuple[str, str]], str]:
     """Start the rig's hub (shipped defaults) and import a cohort of students into it."""
     from benchmarks.rig import OURS, engine
+    from gpuhub.hub.cohort.names import ORGANIZER_SCOPES
     from tests.fakes.fake_gpus import FakeNVML
     from tests.integration.hubrig import Hub
 
@@ -211,9 +212,10 @@ def own_hub(stack: ExitStack, args, workdir: Path) -> tuple[str, list[tuple[str,
         f"gpu_share: {args.share}\nusers: [{', '.join(students)}]\n"
     )
     passwords = workdir / "passwords.csv"
+    token = hub.api("POST", "/users/admin/tokens", json={"scopes": ORGANIZER_SCOPES}).json()["token"]
     subprocess.run(
         [sys.executable, "-m", "gpuhub.hub.cli", "cohort", "import", str(cohort),
-         "--passwords", str(passwords), "--hub-url", hub.url, "--token", hub.token],
+         "--passwords", str(passwords), "--hub-url", hub.url, "--token", token],
         check=True, stdout=subprocess.DEVNULL,
     )
     note = f"{args.gpus} fake GPUs" + (f" shared by {args.share}" if args.share > 1 else "")

@@ -11,10 +11,12 @@ from pathlib import Path
 from gpuhub.hub.auth.native import NATIVE_PAGE, NATIVE_TEMPLATE_ROOT, NativeAccounts
 from gpuhub.hub.auth.oauth import OAUTH_KINDS, OAuthSettingsError, oauth_config
 from gpuhub.hub.bootstrap import ensure_fenced_network, ensure_private_dir, ensure_secret_file
+from gpuhub.hub.cohort.roles_api import configure_cohort_api
 from gpuhub.hub.gpu_usage.wiring import configure_gpu_usage
 from gpuhub.hub.idle_culler import IdleCullerSettingsError, configure_idle_culler
 from gpuhub.hub.identity import ensure_hub_id, ensure_prefix_is_ours
 from gpuhub.hub.ssh.wiring import SshSettingsError, configure_ssh
+from gpuhub.hub.reset import configure_reset
 from gpuhub.hub.variables import apply_hub_variables
 from gpuhub.spawner import GPUDockerSpawner
 
@@ -52,6 +54,9 @@ authenticator = env("GPUHUB_AUTHENTICATOR", "github" if env("OAUTH_CLIENT_ID") e
 c.JupyterHub.authenticator_class = NativeAccounts if authenticator == "native" else authenticator
 c.Authenticator.admin_users = {env("GPUHUB_ADMIN", "admin")}
 c.NativeAccounts.admin_passwords_dir = str(state_dir / "admin_passwords")
+if authenticator == "shared-password":  # hackathons: password_groups in a site file (hub/cohort/README.md)
+    c.SharedPasswordAuthenticator.admin_password = ensure_secret_file(
+        ensure_private_dir(state_dir / "admin_passwords") / "shared-password", 24)
 c.JupyterHub.template_vars = {"gpuhub_parent_page": NATIVE_PAGE if authenticator == "native" else None}
 c.JupyterHub.template_paths = [NATIVE_TEMPLATE_ROOT]  # where NATIVE_PAGE is found
 if authenticator in OAUTH_KINDS:
@@ -64,6 +69,9 @@ if authenticator in OAUTH_KINDS:
 c.JupyterHub.tornado_settings = {
     "cookie_options": {"samesite": "Lax", **({"secure": True} if ssl_cert else {})},
 }
+
+# ---- cohorts (hub/cohort): instructors' roles and one-time passwords, hub-side API ----
+configure_cohort_api(c)
 
 # ---- servers: GPUDockerSpawner ----
 c.JupyterHub.spawner_class = "gpu-docker"
@@ -102,6 +110,9 @@ except IdleCullerSettingsError as error:
 # ---- GPU usage service (hub/gpu_usage): who holds which GPU, pages, JSON, metrics ----
 # After the site files: it follows their busy_memory_threshold, template_paths, admins.
 configure_gpu_usage(c, state_dir=state_dir, port=env("GPUHUB_USAGE_PORT", "8082"))
+
+# ---- Reset my environment (hub/reset.py): the page, GET/POST/DELETE …/reset in the API ----
+configure_reset(c)
 
 # ---- SSH entrance (hub/ssh): ssh -p 8022 USER@HUB into one's own server (GPUHUB_SSH_PORT, 0 = off) ----
 # After the site files: it follows their prefix, image and volumes.

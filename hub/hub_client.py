@@ -70,8 +70,20 @@ class HubClient:
         """``path`` below the API root, e.g. ``/users/alice``. Returns the decoded JSON
         (None for an empty answer, text when ``expect_json`` is False); raises
         :class:`HubAPIError` with the hub's own message for 4xx/5xx."""
+        return self._send(method, self.url + path, path, body, expect_json)
+
+    def service_url(self, service: str) -> str:
+        """A hub service's address through the hub's proxy: …/services/NAME."""
+        return self.url.removesuffix("/hub/api") + f"/services/{service}"
+
+    def service_get(self, service: str, path: str, *, expect_json: bool = True):
+        """GET ``path`` below a hub service (``/api/…``) with the same token."""
+        return self._send("GET", self.service_url(service) + path, f"/services/{service}{path}", None,
+                          expect_json)
+
+    def _send(self, method: str, url: str, path: str, body, expect_json: bool):
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers={
+        req = urllib.request.Request(url, data=data, method=method, headers={
             "Authorization": f"token {self.token}", "Content-Type": "application/json",
         })
         context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None

@@ -29,6 +29,7 @@ HUB_VARIABLES = {
     "GPUHUB_GPU_LEASE": (GPUDockerSpawner, "gpu_lease"),
     "GPUHUB_GPU_IDLE_TIMEOUT": (GPUDockerSpawner, "gpu_idle_timeout"),
     "GPUHUB_QUEUE_TIMEOUT": (GPUDockerSpawner, "queue_timeout"),
+    "GPUHUB_DATASETS_VOLUME": (GPUDockerSpawner, "datasets_volume"),
 }
 
 

@@ -6,8 +6,10 @@ builds the Docker settings, ``labels.py`` is the label contract,
 ``options.py`` checks what users ask for, ``templates/options_form.html`` is
 the spawn form, ``hardening.py`` checks the final create request,
 ``image_source.py`` says which images may be pulled, ``user_volumes.py``
-archives a deleted user's volumes, ``group_properties.py`` reads settings
-from JupyterHub group properties.
+archives a deleted user's volumes, ``reset_on_start.py`` moves a user's
+environment folders aside (Reset my environment), ``group_properties.py`` reads settings
+from JupyterHub group properties, ``cohort_spaces.py`` adds a cohort's
+window and its team and dataset folders.
 """
 
 from __future__ import annotations
@@ -31,27 +33,22 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Int, List, TraitError, Unicode, default, validate
 
 from . import container_spec, hardening, image_source, labels, progress, user_volumes
-from .allocator import GPURequest, NotEnoughGPUs, OverQuota, ServerKey
 from .options import form_to_options
-from .pool import ClaimConflict, GPUPool, QueueTimeout
+from .pool import ClaimConflict
+from .cohort_spaces import CohortSpaces
+from .gpu_claims import START_ALLOWANCE, GPUClaims
+from .reset_on_start import ResetOnStart
 from .settings import GPUSettings
 from .user_choices import UserChoices
-from .user_errors import UserMistake, log_user_mistakes_once
 
 _thread_clients = threading.local()  # one Docker API client per thread (see client)
 
 # How often a start may lose a GPU to another hub on the same engine (both
 # chose it at the same moment) and choose again before giving up.
 CLAIM_ATTEMPTS = 3
-# Seconds a start gets beyond its wait in the GPU queue: the turn at the start
-# gate, the container, Jupyter coming up. ``start_timeout`` defaults to
-# ``queue_timeout`` + this; a wait in line ends this long before start_timeout.
-START_ALLOWANCE = 600
 
 
-DEFAULT_VOLUMES = {"{prefix}-user-{username}": "/home/jovyan"}  # the home volume (also read by hub/ssh)
-
-class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
+class GPUDockerSpawner(GPUSettings, GPUClaims, CohortSpaces, ResetOnStart, UserChoices, DockerSpawner):
     """A DockerSpawner that assigns free GPUs exclusively, by UUID.
 
     Users choose how many GPUs (0 up to their quota) in the spawn form or
@@ -59,8 +56,6 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
     container as a label and in the spawner state, and rebuilt from Docker
     when the hub restarts.
     """
-
-    _pool: GPUPool | None = None  # one per hub process, shared by every spawner
 
     @property
     def executor(self):
@@ -108,7 +103,7 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
 
     @default("volumes")
     def _default_volumes(self):
-        return dict(DEFAULT_VOLUMES)
+        return {"{prefix}-user-{username}": self.home_directory}
 
     @default("allowed_images")
     def _default_allowed_images(self):
@@ -159,7 +154,6 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
     gpu_request = Int(0, help="How many GPUs the current start asked for.")
     image_digest = Unicode("", help="The image the current start runs: repo digest or image ID.")
     _starting = False
-    _progress: progress.ProgressLog | None = None
 
     def load_state(self, state):
         super().load_state(state)
@@ -175,90 +169,10 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
         super().clear_state()
         self.gpu_uuids = []
 
-    # ---- the pool ----------------------------------------------------------
-    @property
-    def pool(self) -> GPUPool:
-        cls = GPUDockerSpawner
-        if cls._pool is None:
-            log_user_mistakes_once(self.log)
-            cls._pool = GPUPool(
-                hub_id=self.hub_id,
-                prefix=self.prefix,
-                docker_client=self._new_client(),  # for the pool's own thread
-                log=self.log,
-                reconcile_interval=self.reconcile_interval,
-                remove_forgotten=self.remove,
-                start_concurrency=self.start_concurrency,
-                queue_file=self.queue_file,
-            )
-        cls._pool.start_reconciling()
-        return cls._pool
-
-    @property
-    def server_key(self) -> ServerKey:
-        return ServerKey(self.user.name, self.name or "")
-
     # ---- lifecycle -------------------------------------------------------
-    async def _claim_gpus(self, prefer=(), wait: float = 0) -> tuple[str, ...]:
-        """GPUs for this start; waits in the GPU queue up to ``wait`` seconds."""
-        try:
-            uuids = await self.pool.claim_or_wait(
-                self.server_key,
-                GPURequest(
-                    self.gpu_request,
-                    share=self.gpu_share,
-                    model=(self.user_options or {}).get("gpu_model") or None,  # checked by parse_request
-                    user_quota=self.gpu_quota,
-                    allowed_models=tuple(self.gpu_models),
-                ),
-                self.busy_memory_threshold,
-                # a spawn that dies without giving its GPUs back loses them after this
-                expires_in=self.start_timeout + self.reconcile_interval,
-                prefer=prefer,
-                wait=wait,
-                priority=self.queue_priority,
-                on_wait=self._report_queue_place,
-            )
-        except (NotEnoughGPUs, OverQuota, QueueTimeout) as error:
-            raise UserMistake(409, str(error)) from None
-        if uuids:
-            self.log.info("Assigned GPU(s) %s to %s", ",".join(uuids), self._log_name)
-        return uuids
-
-    def _report_queue_place(self, place: int, refusal: NotEnoughGPUs | None) -> None:
-        total = refusal.total if refusal else 0
-        free = refusal.free if refusal else 0
-        self.log.info("%s waits for %d GPU(s): position %d in the queue", self._log_name,
-                      self.gpu_request, place)
-        self._report(
-            progress.queued(place, total, self.gpu_request, free, self.pool.next_free_in()), 10
-        )
-
-    def _queue_allowance(self, began: float) -> float:
-        """Seconds this start may wait in line: ``queue_timeout``, and never so long
-        that ``start_timeout`` ends the start after the wait."""
-        left = self.start_timeout - START_ALLOWANCE - (time.monotonic() - began)
-        return max(0.0, min(self.queue_timeout, left))
-
-    def _report(self, message: str, percent: int | None = None) -> None:
-        if self._progress is None:
-            self._progress = progress.ProgressLog()
-        self._progress.report(message, percent)
-
-    async def progress(self):
-        if self._progress is None:
-            self._progress = progress.ProgressLog()
-        async for event in self._progress.follow():
-            yield event
-
-    def _release_gpus(self):
-        uuids = self.pool.release(self.server_key)
-        if uuids:
-            self.log.info("Released GPU(s) %s of %s", ",".join(uuids), self._log_name)
-        self.gpu_uuids = []
-
     async def start(self):
         began = time.monotonic()
+        self.queue_wait = 0.0
         self._starting = True
         self._progress = progress.ProgressLog()
         try:
@@ -271,7 +185,7 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
             self._report(
                 progress.assigned(self.pool.describe(self.gpu_uuids), free, len(inventory.healthy)), 30
             )
-            if kept and not await self._may_reuse(kept, kept_gpus):
+            if kept and (self.reset_requested or not await self._may_reuse(kept, kept_gpus)):
                 await self.remove_object()
             async with self.pool.starts.slot(
                 self.server_key, lambda place: self._report(progress.waiting_to_start(place), 40)
@@ -326,6 +240,7 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
         return True
 
     async def create_object(self):
+        await self._reset_if_requested()
         for _attempt in range(CLAIM_ATTEMPTS):
             created = await self._create_container()
             self.pool.confirm(self.server_key, created["Id"])
@@ -349,7 +264,8 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
             self.gpu_uuids, self.shm_size, self.pids_limit, await self._evaluate(configured_host)
         )
         try:
-            await self._ensure_labelled_volumes()
+            self._check_cohort_window()  # again: a wait in the GPU queue may have outlasted it
+            await self._ensure_labelled_volumes(shared=await self._ensure_shared_volumes())
             return await super().create_object()
         finally:
             self.extra_host_config = configured_host
@@ -377,6 +293,8 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
                 idle_timeout=self.gpu_idle_timeout if self.gpu_uuids else 0,
             ),
             labels.IMAGE_LABEL: self.image_digest,
+            labels.QUEUE_WAIT_LABEL: f"{self.queue_wait:.1f}",
+            **({labels.ENDS_LABEL: f"{self.cohort_ends:.0f}"} if self.cohort_ends else {}),
         }
         hardening.enforce(
             create_kwargs, hardening.sockets_for(os.environ.get("DOCKER_HOST")), self.log,
@@ -384,11 +302,11 @@ class GPUDockerSpawner(GPUSettings, UserChoices, DockerSpawner):
         )
         return create_kwargs
 
-    async def _ensure_labelled_volumes(self):
+    async def _ensure_labelled_volumes(self, shared=frozenset()):
         """Create this server's named volumes with the hub's labels (the engine
-        keeps an existing volume as it is)."""
+        keeps an existing volume as it is); ``shared`` ones are not the user's."""
         for source in self.volume_binds:
-            if "/" not in source:
+            if "/" not in source and source not in shared:
                 await self.docker(
                     "create_volume",
                     name=source,

@@ -95,6 +95,19 @@ class GPUSettings(Configurable):
         """,
     )
 
+    home_directory = Unicode(
+        "/home/jovyan",
+        config=True,
+        help="""The notebook user's home in the container: where the default
+        ``volumes`` mount the user's volume, and where "Reset my environment"
+        moves ``.local``, ``.jupyter``, … aside (the volume mounted there).
+
+        Default: "/home/jovyan" (the Jupyter images' user)::
+
+            c.GPUDockerSpawner.home_directory = "/home/student"
+        """,
+    )
+
     options_form_template_paths = List(
         Unicode(),
         config=True,

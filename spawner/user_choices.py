@@ -15,7 +15,7 @@ from .allocator import GPURequest
 from .form import form_context, render_form
 from .group_properties import PROPERTIES, BadGroupProperty, GroupSettings, settings_from_groups
 from .options import GPULimit, GPUModels, InvalidOptions, parse_request
-from .user_errors import UserMistake
+from .user_errors import UserMistake, log_user_mistakes_once
 
 
 class UserChoices:
@@ -30,9 +30,12 @@ class UserChoices:
         Properties (``group_properties.py``) win over ``group_overrides`` on
         the same setting: they are what admins change while the hub runs.
         """
+        # the first spawn may fail here, before the pool (which installs the filter) is made
+        log_user_mistakes_once(self.log)
         for name, value in self._values_before_overrides.items():
             setattr(self, name, value)
         from_properties = self._settings_from_group_properties()
+        self._check_cohort_window()  # cohort_spaces.py: outside its dates a cohort's member waits
         overrides = self.group_overrides
         if callable(overrides):
             overrides = overrides(self)

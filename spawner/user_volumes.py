@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 import docker.errors
 
-from . import labels
+from . import helper_container, labels
 
 ARCHIVED_USER_LABEL = "gpuhub.archived-user"  # not gpuhub.user: a new user of that name owns nothing here
 ARCHIVED_FROM_LABEL = "gpuhub.archived-from"
@@ -58,32 +58,18 @@ async def copy_and_remove(
         labels.HUB_LABEL: hub, ARCHIVED_USER_LABEL: user, ARCHIVED_FROM_LABEL: volume,
         "gpuhub.archived-at": when.isoformat(),
     })
-    host_config = {
-        "Binds": [f"{volume}:/from:ro", f"{archive_volume}:/to:rw"],
-        "NetworkMode": "none",
-        "CapDrop": ["ALL"],
-        "CapAdd": COPY_CAPABILITIES,
-        "SecurityOpt": ["no-new-privileges:true"],
-    }
-    helper = await docker_call(
-        "create_container", image=image, command=["cp", "-a", "/from/.", "/to/"],
-        user="0", name=archive_volume, labels={labels.HUB_LABEL: hub},
-        host_config=host_config, network_disabled=True,
-    )
     try:
-        await docker_call("start", helper["Id"])
-        result = await docker_call("wait", helper["Id"], timeout=COPY_TIMEOUT)
-        if result.get("StatusCode") != 0:
-            logs = (await docker_call("logs", helper["Id"], tail=5)).decode(errors="replace")
-            raise RuntimeError(
-                f"copying volume {volume} into {archive_volume} failed "
-                f"(exit {result.get('StatusCode')}): {logs.strip()}; {volume} is kept"
-            )
-    except BaseException:
-        await docker_call("remove_container", helper["Id"], force=True)
+        await helper_container.run_once(
+            docker_call, image=image, command=["cp", "-a", "/from/.", "/to/"],
+            binds=[f"{volume}:/from:ro", f"{archive_volume}:/to:rw"],
+            capabilities=COPY_CAPABILITIES, hub=hub, name=archive_volume,
+            what=f"copying volume {volume} into {archive_volume}", timeout=COPY_TIMEOUT,
+        )
+    except BaseException as error:
         await docker_call("remove_volume", archive_volume, force=True)
+        if isinstance(error, helper_container.HelperFailed):
+            raise RuntimeError(f"{error}; {volume} is kept") from None
         raise
-    await docker_call("remove_container", helper["Id"], force=True)
     await docker_call("remove_volume", volume)
 
 

@@ -6,14 +6,20 @@
   admin page), but a link from another site cannot trigger them: a browser
   says where a request comes from (``Sec-Fetch-Site``), and SameSite=Lax
   cookies still ride along on a cross-site link.
+- A login with a one-time password (``gpuhub cohort import``) leads to the
+  change-password page, which says why, until the user chose their own.
 - Login works on JupyterHub 6, which removed the ``statsd`` client that
   NativeAuthenticator 1.3's ``LoginHandler.post`` still times logins with.
 """
 
 from __future__ import annotations
 
+from jupyterhub.utils import url_path_join
 from nativeauthenticator import handlers as native
 from tornado import web
+
+ONE_TIME_MESSAGE = ("Your password was given to you by the organizers and works once: "
+                    "choose your own now (the current password is the one you logged in with).")
 
 
 class _NoStatsd:
@@ -36,6 +42,24 @@ class LoginHandler(native.LoginHandler):
     def statsd(self):
         # Workaround for NativeAuthenticator 1.3 on JupyterHub 6 (no statsd setting).
         return self.settings.get("statsd") or _NoStatsd()
+
+    def get_next_url(self, user=None, default=None):
+        if user is not None and self.authenticator.must_change_password(user.name):
+            return url_path_join(self.hub.base_url, "change-password")
+        return super().get_next_url(user, default)
+
+
+class ChangePasswordHandler(native.ChangePasswordHandler):
+    """NativeAuthenticator's change-password page; says why for a one-time password."""
+
+    @web.authenticated
+    async def get(self):
+        user = await self.get_current_user()
+        if not self.authenticator.must_change_password(user.name):
+            return await super().get()
+        html = await self.render_template("change-password.html", user_name=user.name,
+                                          result_message=ONE_TIME_MESSAGE, alert="alert-warning")
+        self.finish(html)
 
 
 class SignUpHandler(native.SignUpHandler):

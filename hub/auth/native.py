@@ -7,10 +7,15 @@
 - Password policy: at least 12 characters, not a common password; after 5
   failed logins a name is locked for 10 minutes (even the right password is
   refused). The counts live in the hub's memory: a restart clears them.
+- Accounts made for an organizer (``create_accounts``, used by ``gpuhub cohort
+  import``) are approved and get a generated one-time password: the login
+  with it leads to the change-password page until the user chose their own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from pathlib import Path
 
 import bcrypt
@@ -19,7 +24,9 @@ from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.orm import UserInfo
 from traitlets import Unicode, default
 
+from gpuhub.hub.auth import one_time
 from gpuhub.hub.auth.handlers import (
+    ChangePasswordHandler,
     DiscardHandler,
     LoginHandler,
     SignUpHandler,
@@ -72,8 +79,10 @@ class NativeAccounts(NativeAuthenticator):
     def _default_seconds_before_next_try(self):
         return 600
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, add_new_table=True, **kwargs):
+        super().__init__(*args, add_new_table=add_new_table, **kwargs)
+        if add_new_table:  # as NativeAuthenticator does for its own table
+            one_time.ensure_table(self.db)
         if self.admin_passwords_dir:
             self.ensure_admin_accounts()
 
@@ -88,6 +97,38 @@ class NativeAccounts(NativeAuthenticator):
             self.log.warning("Sign-up as admin name %r refused", username)
             return None
         return super().create_user(username, password, **kwargs)
+
+    async def create_accounts(self, names: list[str]) -> dict[str, str]:
+        """Approved accounts for ``names`` with generated one-time passwords
+        (an existing account's password is replaced). Returns name -> password."""
+        passwords = {name: secrets.token_urlsafe(PASSWORD_BYTES) for name in names}
+        # bcrypt takes ~0.2 s a hash: off the hub's event loop
+        hashes = await asyncio.to_thread(
+            lambda: {n: bcrypt.hashpw(p.encode(), bcrypt.gensalt()) for n, p in passwords.items()}
+        )
+        for name, hashed in hashes.items():
+            account = self.get_user(name)
+            if account is None:
+                self.db.add(UserInfo(username=name, password=hashed, is_authorized=True))
+            else:
+                account.password, account.is_authorized = hashed, True
+        self.db.commit()
+        one_time.mark(self.db, names)
+        return passwords
+
+    def must_change_password(self, name: str) -> bool:
+        return one_time.is_marked(self.db, self.normalize_username(name))
+
+    def change_password(self, username, new_password):
+        """A password the user chose (or an admin set) is no longer one-time."""
+        changed = super().change_password(username, new_password)
+        if changed:
+            one_time.clear(self.db, self.normalize_username(username))
+        return changed
+
+    def delete_user(self, user):
+        one_time.clear(self.db, user.name)
+        return super().delete_user(user)
 
     def ensure_admin_accounts(self):
         """Create the account of every admin name that has none, approved."""
@@ -125,6 +166,7 @@ class NativeAccounts(NativeAuthenticator):
             "/signup": SignUpHandler,
             "/authorize/([^/]*)": ToggleAuthorizationHandler,
             "/discard/([^/]*)": DiscardHandler,
+            "/change-password": ChangePasswordHandler,
         }
         return [(path, ours.get(path, handler)) for path, handler in super().get_handlers(app)]
 

@@ -6,8 +6,9 @@ One cohort ``ml-101`` with teams ``red`` and ``blue`` and instructors becomes:
   properties: the cohort's fair-access settings (``gpu_quota`` …, read by the
   spawner like any group's), :data:`STARTS`/:data:`ENDS` (ISO 8601 UTC) and
   :data:`COHORT` = ``"ml-101"``.
-- group ``ml-101-red`` per team: properties :data:`COHORT` and :data:`TEAM` =
-  ``"red"``; its members get the team volume at ``~/team``.
+- group ``ml-101-red`` per team: properties :data:`COHORT`, :data:`TEAM` =
+  ``"red"`` and :data:`TEAM_VOLUME` (:func:`new_team_volume`, made once when the
+  group is made); its members get that team volume at ``~/team``.
 - group ``ml-101-instructors``: properties :data:`COHORT` and
   :data:`INSTRUCTORS` = true; granted the role :func:`instructor_role_name`,
   whose scopes :func:`instructor_scopes` are filtered to the cohort's group.
@@ -18,13 +19,29 @@ read these names from here.
 
 from __future__ import annotations
 
+import secrets
+
 COHORT = "gpuhub_cohort"  # property on all of a cohort's groups: the cohort's name
 TEAM = "gpuhub_team"  # property on a team's group: the team's name
+# property on a team's group: its volume's name, new with each new group, so a
+# cohort name used again (next term's ml-101-red) starts with an empty ~/team
+TEAM_VOLUME = "gpuhub_team_volume"
 INSTRUCTORS = "gpuhub_instructors"  # property on the instructors' group: true
 STARTS = "starts"  # property on the cohort's group: ISO 8601, servers may start from then
 ENDS = "ends"  # property on the cohort's group: ISO 8601, servers are stopped then
 INSTRUCTORS_SUFFIX = "instructors"
 USAGE_SCOPE = "custom:gpu-usage:read-all"  # the gpu-usage service's "see everyone" scope
+
+
+# What an organizer's token needs for `gpuhub cohort import|remove|report`: users and
+# groups, and every scope the instructors' role hands out (roles_api.py refuses more).
+ORGANIZER_SCOPES = ["admin:users", "admin:groups", "servers", "access:servers",
+                    "read:roles:groups", USAGE_SCOPE]
+
+
+def new_team_volume(group: str) -> str:
+    """A team volume's name part for a new team group: the group and 8 random hex digits."""
+    return f"{group}-{secrets.token_hex(4)}"
 
 
 def team_group(cohort: str, team: str) -> str:

@@ -13,15 +13,12 @@ import asyncio
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlparse
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, PrefixLoader, select_autoescape
 from jupyterhub._data import DATA_FILES_PATH
 from jupyterhub.services.auth import HubOAuthCallbackHandler
-from jupyterhub.traitlets import ByteSpecification
 from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets import Dict, Float, Int, List, Unicode, default, observe
@@ -30,20 +27,26 @@ from traitlets.config import Application, Config
 from gpuhub.hub.environment import settings_from_environment
 from gpuhub.spawner.gpu_status import DEFAULT_BUSY_MEMORY, DEFAULT_IN_USE_UTILIZATION
 
-from . import HUB_TEMPLATES, SERVICE_NAME, handlers, lifecycle
+from . import HUB_TEMPLATES, SERVICE_NAME, cohort_handlers, handlers, lifecycle
 from .cache import TTLCache
+from .hub_groups import HubGroups
 from .metrics import UsageCollector, registry_for
+from .read_model import ReadModel
 from .reclaim_log import ReclaimLog
 from .reclaimer import HubServers, Reclaimer
+from .records import PeakRecord, QueueWaits
+from .report import Figures
+from .report_settings import ByteSize, ReportSettings
 from .sampler import Sampler
+from .storage import HomeSizes
 from .store import UsageStore
-from .tracker import History, Sample, Tracker
+from .tracker import Tracker
 
 env = os.environ.get
 STOCK_TEMPLATES = os.path.join(DATA_FILES_PATH, "templates")  # JupyterHub's own page.html
 
 
-class GpuUsageApp(Application):
+class GpuUsageApp(ReportSettings, Application):
     name = "gpu-usage"
     description = "Who holds which GPU: pages, JSON API and Prometheus metrics for gpuhub."
 
@@ -113,7 +116,7 @@ class GpuUsageApp(Application):
         self.log.warning("GpuUsageApp.busy_utilization is now GpuUsageApp.active_utilization")
         self.active_utilization = change.new
 
-    busy_memory_threshold = ByteSpecification(
+    busy_memory_threshold = ByteSize(
         DEFAULT_BUSY_MEMORY,
         help="""A GPU nobody holds with this much memory in use is *busy*, not free:
         the same rule as the spawner's. Default 1G (gpu_status.DEFAULT_BUSY_MEMORY).
@@ -239,8 +242,15 @@ class GpuUsageApp(Application):
         self.tracker = Tracker(window=self.history_seconds, active_utilization=self.active_utilization,
                                max_gap=max(60, 3 * self.interval),
                                busy_memory=self.busy_memory_threshold)
-        self.sampler = Sampler(self.store, self.tracker, self.interval, self.container_prefix, self.log)
-        self.reclaim_log = ReclaimLog(Path(self.state_dir) / "gpu_usage.sqlite")
+        database = Path(self.state_dir) / "gpu_usage.sqlite"
+        self.groups = HubGroups(env("JUPYTERHUB_API_URL", ""), env("JUPYTERHUB_API_TOKEN", ""),
+                                self.groups_interval, self.log)
+        self.peaks = PeakRecord(database, lambda: self.groups.members)
+        self.queue_waits = QueueWaits(database)
+        self.homes = HomeSizes(database, self.storage_interval, self.log)
+        self.sampler = Sampler(self.store, self.tracker, self.interval, self.container_prefix, self.log,
+                               home_path=self.home_path, recorders=(self.peaks, self.queue_waits, self.homes))
+        self.reclaim_log = ReclaimLog(database)
         self.reclaimer = Reclaimer(
             lambda: self.tracker.latest,
             HubServers(env("JUPYTERHUB_API_URL", ""), env("JUPYTERHUB_API_TOKEN", "")),
@@ -251,6 +261,13 @@ class GpuUsageApp(Application):
     def exit_with(self, message: str):
         self.log.critical("gpu-usage: %s", message)
         sys.exit(2)
+
+    def figures(self) -> Figures:
+        """Everything the cohort report reads, now."""
+        return Figures(hours=self.store.total_hours(), user_peaks=self.peaks.peaks("user"),
+                       group_peaks=self.peaks.peaks("group"), waits=self.queue_waits.totals(),
+                       reclaims=self.reclaim_log.counts(), home_bytes=self.homes.by_user(),
+                       soft_limit=self.home_soft_limit or 0)
 
     def read_model(self) -> ReadModel:
         hub_prefix = url_path_join(self.base_url, "hub/")
@@ -269,6 +286,10 @@ class GpuUsageApp(Application):
             hub_prefix=hub_prefix,
             hub_static=lambda path, include_version=True: url_path_join(hub_prefix, "static", path),
             metrics_token=self.metrics_token,
+            cohorts=self.groups,
+            figures=self.figures,
+            home_size=self.homes.size_of,
+            soft_limit=self.home_soft_limit or 0,
         )
 
     def jinja_environment(self) -> Environment:
@@ -293,6 +314,10 @@ class GpuUsageApp(Application):
                 (route("all"), handlers.AllGpusPage),
                 (route("embed"), handlers.EmbedPage),
                 (route("oauth_callback"), HubOAuthCallbackHandler),
+                (route("cohorts"), cohort_handlers.CohortsPage),
+                (route("cohorts/([^/]+)"), cohort_handlers.CohortPage),
+                (route("api/cohorts/([^/]+)/report"), cohort_handlers.CohortReportApi),
+                (route(r"api/cohorts/([^/]+)/report\.csv"), cohort_handlers.CohortReportCsv),
                 (route("api/me"), handlers.MeApi),
                 (route("api/users/([^/]+)"), handlers.UserApi),
                 (route("api/gpus"), handlers.GpusApi),
@@ -319,6 +344,8 @@ class GpuUsageApp(Application):
             loop.add_signal_handler(sig, stop.set)
         tasks = [asyncio.create_task(self.sampler.run()),
                  asyncio.create_task(self.reclaimer.run()),
+                 asyncio.create_task(self.groups.run()),
+                 asyncio.create_task(self.homes.run()),
                  asyncio.create_task(lifecycle.watch_parent(parent, stop, self.log))]
         try:
             await stop.wait()
@@ -328,30 +355,12 @@ class GpuUsageApp(Application):
                 task.cancel()
             self.store.close()
             self.reclaim_log.close()
+            for record in (self.peaks, self.queue_waits, self.homes):
+                record.close()
             lifecycle.release(pid_file)
 
     def start(self):
         asyncio.run(self.serve())
-
-
-@dataclass(frozen=True)
-class ReadModel:
-    """What the handlers read: the latest sample, the history, the GPU-hours, settings."""
-
-    latest: Callable[[], Sample | None]
-    history: History
-    store: UsageStore
-    reclaims: ReclaimLog  # servers stopped for idle GPUs or an ended lease
-    lease_warnings: Callable[[], dict]  # (user, server) -> reclaim.Verdict, leases ending soon
-    known_users: TTLCache  # user name -> exists on the hub (bounded, expires)
-    idle_flag_seconds: float
-    interval: float
-    service_name: str
-    prefix: str
-    base_url: str
-    hub_prefix: str
-    hub_static: Callable[..., str]
-    metrics_token: str
 
 
 # Environment variables the service reads, each only when set (README: hub/README.md).
@@ -364,6 +373,9 @@ ENVIRONMENT = {
     "GPUHUB_RECLAIM_INTERVAL": (GpuUsageApp, "reclaim_interval"),
     "GPUHUB_LEASE_WARNING": (GpuUsageApp, "lease_warning_seconds"),
     "GPUHUB_STATE_DIR": (GpuUsageApp, "state_dir"),
+    "GPUHUB_USAGE_GROUPS_INTERVAL": (GpuUsageApp, "groups_interval"),
+    "GPUHUB_USAGE_STORAGE_INTERVAL": (GpuUsageApp, "storage_interval"),
+    "GPUHUB_HOME_SOFT_LIMIT": (GpuUsageApp, "home_soft_limit"),
 }
 
 main = GpuUsageApp.launch_instance

@@ -17,6 +17,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from . import READ_ALL_SCOPE, reclaim, views
+from .cohorts import may_read_some_cohort
 from .metrics import render
 from .params import InvalidParameter, parse_window
 from .store import week_start
@@ -72,6 +73,7 @@ class UsageHandler(HubOAuthenticated, web.RequestHandler):
                                self.usage.idle_flag_seconds, week, total)
         records = self.usage.reclaims.recent(user=name)
         data["reclaimed"] = [record.model() for record in records]
+        data["home"] = views.home_model(self.usage.home_size(name), self.usage.soft_limit)
         data["notices"] = reclaim.user_notices(records, {s.server for s in sample.servers_of(name)},
                                                self.usage.lease_warnings(), name, time.time())
         return data
@@ -139,6 +141,7 @@ class PageHandler(UsageHandler):
         html = self.settings["jinja"].get_template(template).render(
             **self.hub_namespace(),
             can_read_all=self.can_read_all,
+            can_see_cohorts=may_read_some_cohort((self.current_user or {}).get("scopes", ())),
             usage_prefix=self.usage.prefix,
             interval=self.usage.interval,
             views=views,

@@ -10,7 +10,10 @@ loses its GPUs (the server is stopped, its files kept) when
   ``last_activity``) for ``idle_timeout`` seconds. ``gpu_idle_since`` is
   None when a GPU has no reading: then nobody can say it is idle;
 - **lease**: ``started + lease`` has passed. Before that, within
-  :func:`warning_window`, the verdict is a warning with the end time.
+  :func:`warning_window`, the verdict is a warning with the end time;
+- **cohort**: its cohort's ``ends`` (``gpuhub.ends``, written by the spawner
+  from the cohort's group, ``spawner/cohort_window.py``) has passed: any
+  server, CPU-only too, is stopped then, and warned before it like a lease.
 
 :mod:`.reclaimer` acts on the verdicts; the pages show warnings and records.
 """
@@ -26,13 +29,14 @@ from .views import duration
 
 class Action(str, enum.Enum):
     KEEP = "keep"
-    WARN = "warn"  # the lease ends soon
+    WARN = "warn"  # the lease or the cohort ends soon
     RECLAIM = "reclaim"
 
 
 class Kind(str, enum.Enum):
     IDLE = "idle"
     LEASE = "lease"
+    COHORT = "cohort"
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class Verdict:
     kind: Kind | None = None
     reason: str = ""  # for a person: "its GPU was idle for 30 min"
     lease_ends: float | None = None  # epoch seconds, when the server has a lease
+    cohort_ends: float | None = None  # epoch seconds, when a cohort's end is announced
 
 
 KEEP = Verdict(Action.KEEP)
@@ -66,17 +71,25 @@ def decide(
     gpu_idle_since: float | None,
     last_activity: float | None,
     warn_before: float,
+    ends: float = 0,
 ) -> Verdict:
-    """What to do with one running server that holds ``gpus`` GPUs.
+    """What to do with one running server that holds ``gpus`` GPUs (0: CPU-only).
 
     ``started``: since when it holds its GPUs: the later of its container's
     creation (after any wait in the GPU queue) and the hub's ``started`` (a
     kept container, ``remove = False``, was created long before). A check
     with the creation time alone can only err towards acting, never keeping.
-    ``last_activity``: the hub's, None when unknown.
+    ``last_activity``: the hub's, None when unknown. ``ends``: when its cohort
+    ends (0: never).
     """
+    if ends > 0 and now >= ends:
+        return Verdict(Action.RECLAIM, Kind.COHORT, f"the cohort ended at {clock(ends, dated=True)}")
+    cohort_warning = None
+    if ends > 0 and now >= ends - warn_before:
+        cohort_warning = Verdict(Action.WARN, Kind.COHORT, f"its cohort ends at {clock(ends, dated=True)}",
+                                 cohort_ends=ends)
     if gpus <= 0:
-        return KEEP
+        return cohort_warning or KEEP
     lease_ends = started + lease if lease > 0 else None
     if lease_ends is not None and now >= lease_ends:
         return Verdict(Action.RECLAIM, Kind.LEASE, f"its GPU lease of {duration(lease)} ended", lease_ends)
@@ -86,13 +99,17 @@ def decide(
             return Verdict(Action.RECLAIM, Kind.IDLE,
                            f"{gpus_phrase(gpus)} idle for {duration(now - quiet_since)}", lease_ends)
     if lease_ends is not None and now >= lease_ends - warning_window(lease, warn_before):
-        return Verdict(Action.WARN, Kind.LEASE, f"its GPU lease ends at {clock(lease_ends)}", lease_ends)
+        if not (cohort_warning and ends < lease_ends):  # the earlier end is announced
+            return Verdict(Action.WARN, Kind.LEASE, f"its GPU lease ends at {clock(lease_ends)}", lease_ends)
+    if cohort_warning:
+        return Verdict(Action.WARN, Kind.COHORT, cohort_warning.reason, lease_ends, ends)
     return Verdict(Action.KEEP, lease_ends=lease_ends)
 
 
-def clock(epoch: float) -> str:
-    """14:05 UTC."""
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%H:%M UTC")
+def clock(epoch: float, dated: bool = False) -> str:
+    """14:05 UTC; dated: 2026-12-19 14:05 UTC."""
+    when = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M UTC" if dated else "%H:%M UTC")
 
 
 def server_phrase(server: str) -> str:
@@ -111,19 +128,34 @@ def lease_notice(server: str, ends: float, now: float) -> str:
             f"save your work; it will be stopped then, files kept.")
 
 
+def cohort_notice(server: str, ends: float, now: float) -> str:
+    minutes = max(0, round((ends - now) / 60))
+    phrase = server_phrase(server)
+    return (f"Your cohort ends at {clock(ends, dated=True)} (in {minutes} min): save your work; "
+            f"{phrase[0].lower()}{phrase[1:]} will be stopped then, files kept.")
+
+
+def warning_notice(server: str, verdict: Verdict, now: float) -> dict:
+    """The notice for a WARN verdict: a lease or a cohort that ends soon."""
+    if verdict.kind is Kind.COHORT:
+        return {"kind": "cohort", "server": server, "ends": verdict.cohort_ends,
+                "text": cohort_notice(server, verdict.cohort_ends, now)}
+    return {"kind": "lease", "server": server, "ends": verdict.lease_ends,
+            "text": lease_notice(server, verdict.lease_ends, now)}
+
+
 NOTICE_SECONDS = 24 * 3600  # a stop is explained on visits within a day, until the server runs again
 
 
 def user_notices(records, running: set[str], warnings: dict, user: str, now: float) -> list[dict]:
-    """What to tell ``user`` on the hub's pages: a lease that ends soon, and why a
+    """What to tell ``user`` on the hub's pages: a lease or cohort that ends soon, and why a
     server that is not running again was stopped (its latest stop, within a day).
 
     ``records``: the user's :class:`.reclaim_log.Reclaim`, newest first;
     ``running``: names of their running servers; ``warnings``: (user, server) -> Verdict.
     """
     notices = [
-        {"kind": "lease", "server": server, "ends": verdict.lease_ends,
-         "text": lease_notice(server, verdict.lease_ends, now)}
+        warning_notice(server, verdict, now)
         for (owner, server), verdict in sorted(warnings.items())
         if owner == user and verdict.action is Action.WARN
     ]

@@ -1,4 +1,4 @@
-"""The record of servers stopped for GPU idleness or an ended lease, in the
+"""The record of servers stopped for GPU idleness, an ended lease or cohort, in the
 service's SQLite file (table ``reclaims``).
 
 The most recent records stay in memory for the pages (requests never read
@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS reclaims (
     user TEXT NOT NULL,
     server TEXT NOT NULL,  -- "" for the default server
     gpus TEXT NOT NULL,  -- comma-separated UUIDs
-    kind TEXT NOT NULL,  -- idle | lease
+    kind TEXT NOT NULL,  -- idle | lease | cohort
     reason TEXT NOT NULL
 )
 """
@@ -53,6 +53,9 @@ class ReclaimLog:
             (Reclaim(t, u, s, tuple(g for g in gpus.split(",") if g), k, r) for t, u, s, gpus, k, r in rows),
             maxlen=keep,
         )
+        # all time, for the organizer's report (the deque keeps only the last ``keep``)
+        self._counts: dict[str, int] = dict(
+            self._db.execute("SELECT user, COUNT(*) FROM reclaims GROUP BY user").fetchall())
 
     def write(self, record: Reclaim) -> None:
         """Store ``record`` (blocking), then show it."""
@@ -62,6 +65,11 @@ class ReclaimLog:
                 (record.time, record.user, record.server, ",".join(record.gpus), record.kind, record.reason),
             )
         self._recent.appendleft(record)
+        self._counts[record.user] = self._counts.get(record.user, 0) + 1
+
+    def counts(self) -> dict[str, int]:
+        """Servers reclaimed per user, all time."""
+        return dict(self._counts)
 
     def recent(self, user: str | None = None, since: float = 0.0, limit: int = 50) -> list[Reclaim]:
         """Newest first: everyone's, or one user's."""

@@ -1,7 +1,8 @@
 """The reclaim loop: applies :func:`.reclaim.decide` to every GPU server in the
-latest sample, and stops through the hub's REST API those whose GPUs are
-idle or whose lease has ended (files kept: the spawner removes the container,
-never its volumes; the hub's pool releases the GPUs to the queue).
+latest sample, and every server with a cohort end, and stops through the
+hub's REST API those whose GPUs are idle or whose lease or cohort has ended
+(files kept: the spawner removes the container, never its volumes; the
+hub's pool releases the GPUs to the queue).
 
 Cheap when nothing happens: the decision runs first on what the service
 already knows (the container's creation time, the activity the hub last
@@ -102,11 +103,11 @@ class Reclaimer:
         for server in sample.servers:
             if self.hub_id and server.hub != self.hub_id:
                 continue  # another hub's server on this engine: its user is not ours
-            if not server.gpus or server.container_id in self._stopping:
+            if not (server.gpus or server.ends) or server.container_id in self._stopping:
                 continue
             terms = dict(now=now, gpus=len(server.gpus), idle_timeout=server.idle_timeout,
                          lease=server.lease, gpu_idle_since=gpu_idle_since(sample, server),
-                         warn_before=self.warn_before)
+                         warn_before=self.warn_before, ends=server.ends)
             started, last_activity = self._known.get(server.container_id, (server.created, None))
             if decide(started=started, last_activity=last_activity, **terms).action is Action.KEEP:
                 continue
@@ -125,7 +126,7 @@ class Reclaimer:
             if verdict.action is Action.WARN:
                 key = (server.user, server.server)
                 if key not in self.warnings:
-                    self.log.info("GPU lease of %s: %s; the user is warned", holder_name(server), verdict.reason)
+                    self.log.info("%s: %s; the user is warned", holder_name(server), verdict.reason)
                 warnings[key] = verdict
             elif verdict.action is Action.RECLAIM:
                 stops.append(self.reclaim(server, verdict, now))
@@ -142,7 +143,7 @@ class Reclaimer:
             self.log.warning("Could not stop %s (%s): %s", name, verdict.reason, error)
             return
         self.log.warning("Stopped %s, holding GPU(s) %s: %s; files kept",
-                         name, ", ".join(server.gpus), verdict.reason)
+                         name, ", ".join(server.gpus) or "none", verdict.reason)
         record = Reclaim(now, server.user, server.server, server.gpus, verdict.kind.value, verdict.reason)
         await asyncio.to_thread(self.record.write, record)
 

@@ -22,7 +22,14 @@ from .store import UsageStore
 from .tracker import Sample, Server, Tracker
 
 
-def servers_from_containers(containers: list[dict], name_prefix: str = "") -> tuple[Server, ...]:
+def home_volume(container: dict, home_path: str) -> str:
+    """The named volume a container mounts at ``home_path``, or ""."""
+    return next((mount.get("Name") or "" for mount in container.get("Mounts") or ()
+                 if mount.get("Type") == "volume" and mount.get("Destination") == home_path), "")
+
+
+def servers_from_containers(containers: list[dict], name_prefix: str = "",
+                            home_path: str = "/home/jovyan") -> tuple[Server, ...]:
     """Hub servers from Docker's container list (``/containers/json`` entries)."""
     servers = []
     for container in containers:
@@ -44,12 +51,19 @@ def servers_from_containers(containers: list[dict], name_prefix: str = "") -> tu
                 lease=gpu_labels.number_label(labels, gpu_labels.LEASE_LABEL),
                 idle_timeout=gpu_labels.number_label(labels, gpu_labels.IDLE_TIMEOUT_LABEL),
                 hub=labels.get(gpu_labels.HUB_LABEL, ""),
+                queue_wait=gpu_labels.number_label(labels, gpu_labels.QUEUE_WAIT_LABEL),
+                home_volume=home_volume(container, home_path),
+                ends=gpu_labels.number_label(labels, gpu_labels.ENDS_LABEL),
             )
         )
     return tuple(servers)
 
 
 class Sampler:
+    """``recorders``: more bookkeeping per sample (peaks, queue waits, homes):
+    each one's ``observe(sample)`` runs on the event loop and returns what its
+    ``write`` then stores on the worker thread."""
+
     def __init__(
         self,
         store: UsageStore,
@@ -57,8 +71,12 @@ class Sampler:
         interval: float = 5.0,
         container_prefix: str = "",
         log: logging.Logger | None = None,
+        home_path: str = "/home/jovyan",
+        recorders=(),
     ):
         self.store = store
+        self.home_path = home_path
+        self.recorders = tuple(recorders)
         self.tracker = tracker
         self.interval = interval
         self.container_prefix = container_prefix
@@ -74,7 +92,7 @@ class Sampler:
         if self._docker is None:
             self._docker = docker.from_env()  # honours DOCKER_HOST
         containers = self._docker.api.containers(filters={"label": gpu_labels.USER_LABEL})
-        return servers_from_containers(containers, self.container_prefix)
+        return servers_from_containers(containers, self.container_prefix, self.home_path)
 
     async def _run(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
@@ -103,6 +121,10 @@ class Sampler:
         sample, gpu_seconds = self.tracker.update(now, inventory, self._servers, owners)
         increments = self.store.add(gpu_seconds, now)
         await self._run(self.store.write, increments)
+        for recorder in self.recorders:
+            pending = recorder.observe(sample)
+            if pending:
+                await self._run(recorder.write, pending)
         return sample
 
     async def run(self) -> None:

@@ -27,6 +27,9 @@ class Server:
     lease: float = 0  # seconds it may hold GPUs (labels.LEASE_LABEL); 0: no lease
     idle_timeout: float = 0  # seconds of GPU idleness before reclaim (labels.IDLE_TIMEOUT_LABEL); 0: never
     hub: str = ""  # the hub that runs it (labels.HUB_LABEL)
+    queue_wait: float = 0  # seconds its start waited in the GPU queue (labels.QUEUE_WAIT_LABEL)
+    home_volume: str = ""  # the volume mounted at the home directory ("" : none)
+    ends: float = 0  # epoch seconds its cohort ends, GPUs or not (labels.ENDS_LABEL); 0: never
 
 
 @dataclass(frozen=True)

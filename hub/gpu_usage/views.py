@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from gpuhub.spawner.gpu_status import Status
 
+from .report import human_bytes, over_limit
 from .tracker import Device, History, Point, Sample
 
 
@@ -119,6 +120,20 @@ def all_gpus(sample: Sample, history: History, since: float, idle_flag: float,
              "gpu_hours_total": round(hours_total.get(u, 0.0), 4)}
             for u in sorted(set(users) | set(hours_total))
         ],
+    }
+
+
+def home_model(size: int | None, soft_limit: int) -> dict:
+    """A user's home volume: its size (None: not measured yet) and the soft limit's warning."""
+    over = over_limit(size, soft_limit)
+    return {
+        "bytes": size,
+        "size": human_bytes(size),
+        "soft_limit": soft_limit or None,
+        "over_soft_limit": over,
+        "warning": f"Your files use {human_bytes(size)} of the {human_bytes(soft_limit)} soft limit: "
+                   "please delete what you no longer need (old checkpoints, copies of data sets, "
+                   "~/.cache), or ask an admin for more room." if over else "",
     }
 
 

@@ -21,7 +21,8 @@ from . import HUB_TEMPLATES, READ_ALL_SCOPE, SERVICE_NAME
 # Managed services inherit only a few of the hub's variables (PATH,
 # LD_LIBRARY_PATH, …); these reach the service too when the hub has them.
 PASSED_ENVIRONMENT = ("DOCKER_HOST",)
-SERVICE_SCOPES = ["read:users:name", "read:servers", "read:users:activity", "delete:servers"]
+SERVICE_SCOPES = ["read:users:name", "read:servers", "read:users:activity", "delete:servers",
+                  "list:groups", "read:groups"]  # cohorts and teams: names, members, properties
 
 
 def current(section: Config, name: str, default):
@@ -84,7 +85,8 @@ def configure_gpu_usage(c: Config, *, state_dir, port: int | str, environ=None) 
         *current(hub, "load_roles", []),
         {"name": "user", "scopes": ["self", f"access:services!service={SERVICE_NAME}"]},  # own GPUs
         # users' names (404 for unknown users); for GPU reclaim, each server's
-        # started and last_activity, and stopping it: nothing more, never admin
+        # started and last_activity, and stopping it; the groups for cohort
+        # reports: nothing more, never admin
         {"name": "gpu-usage-service", "scopes": SERVICE_SCOPES, "services": [SERVICE_NAME]},
         {
             "name": "gpu-usage-readers",

@@ -15,7 +15,6 @@ from traitlets.config import Config
 
 from gpuhub.hub.gpu_usage.wiring import current
 from gpuhub.spawner import GPUDockerSpawner
-from gpuhub.spawner.gpu_docker import DEFAULT_VOLUMES
 from gpuhub.spawner.user_volumes import per_user_templates
 
 from . import SERVICE_NAME
@@ -63,7 +62,8 @@ def configure_ssh(c: Config, *, state_dir, environ) -> int:
     if not port:
         return 0
     spawner = c.GPUDockerSpawner
-    volumes = current(spawner, "volumes", None) or DEFAULT_VOLUMES
+    volumes = current(spawner, "volumes", None) or {  # the spawner's default
+        "{prefix}-user-{username}": current(spawner, "home_directory", GPUDockerSpawner.home_directory.default_value)}
     template, home = home_volume(volumes)
     command = [
         sys.executable, "-m", "gpuhub.hub.ssh",

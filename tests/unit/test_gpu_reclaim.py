@@ -17,9 +17,10 @@ T0 = datetime.datetime(2026, 11, 22, 14, 0, tzinfo=datetime.timezone.utc).timest
 
 
 def verdict(now, started=T0, gpus=1, idle_timeout=1800, lease=0, gpu_idle_since=T0,
-            last_activity=None, warn_before=900):
+            last_activity=None, warn_before=900, ends=0):
     return decide(now=now, started=started, gpus=gpus, idle_timeout=idle_timeout, lease=lease,
-                  gpu_idle_since=gpu_idle_since, last_activity=last_activity, warn_before=warn_before)
+                  gpu_idle_since=gpu_idle_since, last_activity=last_activity, warn_before=warn_before,
+                  ends=ends)
 
 
 def test_idle_gpus_and_no_activity_for_the_timeout_reclaim():
@@ -225,3 +226,61 @@ async def test_one_servers_failed_lookup_does_not_stop_the_others_checks(tmp_pat
                           interval=1, warn_before=900, max_sample_age=60)
     await reclaimer.check(now=31)
     assert hub.stopped == [("bob", "")]
+
+
+def test_a_cohorts_end_stops_any_server_gpus_or_not_before_everything_else():
+    for gpus in (0, 1):
+        assert verdict(T0 - 1, gpus=gpus, ends=T0).action is Action.WARN
+        ended = verdict(T0, gpus=gpus, ends=T0, lease=60, started=T0 - 3600)
+        assert (ended.action, ended.kind) == (Action.RECLAIM, Kind.COHORT)
+        assert ended.reason == "the cohort ended at 2026-11-22 14:00 UTC"
+    assert verdict(T0 + 10**6, gpus=0, ends=0).action is Action.KEEP  # 0: no cohort end
+
+
+def test_the_sampler_reads_a_servers_cohort_end():
+    from gpuhub.hub.gpu_usage.sampler import servers_from_containers
+    from gpuhub.spawner import labels
+
+    container = {"Id": "c" * 64, "Names": ["/gh-ann"], "Created": 5,
+                 "Labels": {labels.USER_LABEL: "ann", labels.ENDS_LABEL: "1796000000"}}
+    (server,) = servers_from_containers([container])
+    assert (server.ends, server.gpus) == (1796000000.0, ())
+    del container["Labels"][labels.ENDS_LABEL]
+    assert servers_from_containers([container])[0].ends == 0
+
+
+async def test_the_loop_stops_a_cpu_only_server_at_its_cohorts_end_and_records_why(tmp_path):
+    from gpuhub.hub.gpu_usage.reclaimer import Reclaimer
+
+    tracker = Tracker(max_gap=10**6)
+    cohort = Server("a" * 64, "ann", "", (), created=T0, ends=T0 + 60)
+    plain = Server("b" * 64, "bob", "", (), created=T0)
+    hub, log = FakeHub(), ReclaimLog(tmp_path / "usage.sqlite")
+    reclaimer = Reclaimer(lambda: tracker.latest, hub, log, interval=1, warn_before=900, max_sample_age=60)
+    for now in (T0 + 59, T0 + 60, T0 + 61):
+        tracker.update(now, Inventory(gpus=()), (cohort, plain), {})
+        await reclaimer.check(now=now)
+    assert hub.stopped == [("ann", "")] and hub.asked == 2  # warned, then stopped; bob never looked at
+    assert reclaimer.warnings == {}
+    (record,) = log.recent()
+    assert (record.user, record.gpus, record.kind, record.reason) == (
+        "ann", (), "cohort", "the cohort ended at 2026-11-22 14:01 UTC")
+    (notice,) = user_notices(log.recent("ann"), set(), {}, "ann", T0 + 120)
+    assert notice["text"] == ("Your server was stopped at 14:01 UTC: the cohort ended at "
+                              "2026-11-22 14:01 UTC (files kept).")
+
+
+def test_a_cohorts_end_is_announced_like_a_lease_and_the_earlier_end_wins():
+    ends = T0 + 3600
+    assert verdict(ends - 901, gpus=0, ends=ends).action is Action.KEEP
+    warned = verdict(ends - 900, gpus=0, ends=ends)
+    assert (warned.action, warned.kind, warned.cohort_ends) == (Action.WARN, Kind.COHORT, ends)
+    # a GPU lease ending later than the cohort: the cohort's end is announced; earlier: the lease's
+    assert verdict(ends - 600, ends=ends, lease=7200, idle_timeout=0).kind is Kind.COHORT
+    leased = verdict(ends - 600, ends=ends + 60, lease=3600, idle_timeout=0)
+    assert (leased.kind, leased.lease_ends) == (Kind.LEASE, T0 + 3600)
+    assert verdict(ends - 600, ends=ends, idle_timeout=600).kind is Kind.IDLE  # a reclaim beats a warning
+    (notice,) = user_notices([], set(), {("ann", "b"): warned}, "ann", ends - 900)
+    assert notice == {"kind": "cohort", "server": "b", "ends": ends, "text":
+                      "Your cohort ends at 2026-11-22 15:00 UTC (in 15 min): save your work; "
+                      "your server 'b' will be stopped then, files kept."}
