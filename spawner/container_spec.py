@@ -51,16 +51,21 @@ def sharing_environment(uuids: Sequence[str], share: int) -> dict[str, str]:
     }
 
 
+def activity_interval(idle_timeout: float) -> int:
+    """How often to report activity to a judge of idleness with ``idle_timeout``:
+    a quarter of it (1 to 300 s, JupyterHub's own default), well inside the window."""
+    return max(1, min(300, int(idle_timeout // 4)))
+
+
 def activity_environment(gpu_idle_timeout: float) -> dict[str, str]:
     """How often the server reports kernel and terminal activity to the hub.
 
     JupyterHub's single-user server reports every 300 s by default: GPU idle
-    reclaim, which reads that activity, would miss up to 5 minutes of it. A
-    quarter of the idle timeout (1 to 300 s) keeps reports well inside the window.
+    reclaim, which reads that activity, would miss up to 5 minutes of it.
     """
     if gpu_idle_timeout <= 0:
         return {}
-    return {"JUPYTERHUB_ACTIVITY_INTERVAL": str(max(1, min(300, int(gpu_idle_timeout // 4))))}
+    return {"JUPYTERHUB_ACTIVITY_INTERVAL": str(activity_interval(gpu_idle_timeout))}
 
 
 def device_requests(uuids: Sequence[str]) -> list[dict]:

@@ -33,6 +33,7 @@ from .hub_groups import HubGroups
 from .metrics import UsageCollector, registry_for
 from .read_model import ReadModel
 from .reclaim_log import ReclaimLog
+from .activity_reporter import ActivityReporter
 from .reclaimer import HubServers, Reclaimer
 from .records import PeakRecord, QueueWaits
 from .report import Figures
@@ -94,6 +95,17 @@ class GpuUsageApp(ReportSettings, Application):
         Default 30 (GPUHUB_RECLAIM_INTERVAL).
 
         c.GpuUsageApp.reclaim_interval = 60
+        """,
+    ).tag(config=True)
+
+    activity_interval = Float(
+        300.0,
+        help="""Seconds between reports to the hub that a server's GPU is in use, per
+        server: a long job (in tmux, after the SSH client left) counts as activity,
+        so jupyterhub-idle-culler does not stop it. ``configure_gpu_usage`` passes a
+        quarter of the culler's GPUHUB_IDLE_TIMEOUT, at most 300. Default 300.
+
+        c.GpuUsageApp.activity_interval = 120
         """,
     ).tag(config=True)
 
@@ -251,10 +263,14 @@ class GpuUsageApp(ReportSettings, Application):
         self.sampler = Sampler(self.store, self.tracker, self.interval, self.container_prefix, self.log,
                                home_path=self.home_path, recorders=(self.peaks, self.queue_waits, self.homes))
         self.reclaim_log = ReclaimLog(database)
+        hub_servers = HubServers(env("JUPYTERHUB_API_URL", ""), env("JUPYTERHUB_API_TOKEN", ""))
         self.reclaimer = Reclaimer(
-            lambda: self.tracker.latest,
-            HubServers(env("JUPYTERHUB_API_URL", ""), env("JUPYTERHUB_API_TOKEN", "")),
+            lambda: self.tracker.latest, hub_servers,
             self.reclaim_log, self.reclaim_interval, self.lease_warning_seconds,
+            max_sample_age=max(60, 3 * self.interval), hub_id=self.hub_id, log=self.log,
+        )
+        self.activity = ActivityReporter(
+            lambda: self.tracker.latest, hub_servers, self.activity_interval, period=self.interval,
             max_sample_age=max(60, 3 * self.interval), hub_id=self.hub_id, log=self.log,
         )
 
@@ -344,6 +360,7 @@ class GpuUsageApp(ReportSettings, Application):
             loop.add_signal_handler(sig, stop.set)
         tasks = [asyncio.create_task(self.sampler.run()),
                  asyncio.create_task(self.reclaimer.run()),
+                 asyncio.create_task(self.activity.run()),
                  asyncio.create_task(self.groups.run()),
                  asyncio.create_task(self.homes.run()),
                  asyncio.create_task(lifecycle.watch_parent(parent, stop, self.log))]

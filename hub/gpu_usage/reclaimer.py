@@ -15,6 +15,7 @@ warn or stop: a user at work with an idle GPU costs one request per idle timeout
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import time
@@ -34,9 +35,15 @@ def epoch(value: str | None) -> float | None:
     return isoparse(value).timestamp() if value else None
 
 
+def iso(epoch_seconds: float) -> str:
+    """Epoch seconds as the hub writes timestamps: "2026-11-22T17:31:22.123456Z"."""
+    when = datetime.datetime.fromtimestamp(epoch_seconds, datetime.timezone.utc)
+    return when.isoformat().replace("+00:00", "Z")
+
+
 class HubServers:
-    """The hub REST API, as far as the reclaimer uses it (scopes: read:servers,
-    read:users:activity, delete:servers)."""
+    """The hub REST API, as far as the reclaimer and the activity reporter use it
+    (scopes: read:servers, read:users:activity, delete:servers, users:activity)."""
 
     def __init__(self, api_url: str, token: str):
         self.api_url = api_url.rstrip("/")
@@ -53,6 +60,13 @@ class HubServers:
                 return None
             raise
         return (json.loads(response.body).get("servers") or {}).get(server)
+
+    async def report_activity(self, user: str, server: str, when: float) -> None:
+        """Tell the hub that ``user``'s server ``server`` was in use at ``when``
+        (the hub keeps the later of this and what it knew)."""
+        body = {"servers": {server: {"last_activity": iso(when)}}}
+        await AsyncHTTPClient().fetch(f"{self.api_url}/users/{quote(user, safe='')}/activity",
+                                      method="POST", headers=self.headers, body=json.dumps(body))
 
     async def stop(self, user: str, server: str) -> None:
         path = f"users/{quote(user, safe='')}/" + (f"servers/{quote(server, safe='')}" if server else "server")

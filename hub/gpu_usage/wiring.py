@@ -15,6 +15,7 @@ from pathlib import Path
 from traitlets.config import Config, LazyConfigValue
 
 from gpuhub.hub.bootstrap import ensure_secret_file
+from gpuhub.spawner.container_spec import activity_interval
 
 from . import HUB_TEMPLATES, READ_ALL_SCOPE, SERVICE_NAME
 
@@ -22,6 +23,7 @@ from . import HUB_TEMPLATES, READ_ALL_SCOPE, SERVICE_NAME
 # LD_LIBRARY_PATH, …); these reach the service too when the hub has them.
 PASSED_ENVIRONMENT = ("DOCKER_HOST",)
 SERVICE_SCOPES = ["read:users:name", "read:servers", "read:users:activity", "delete:servers",
+                  "users:activity",  # a server whose GPU is in use is active (long jobs)
                   "list:groups", "read:groups"]  # cohorts and teams: names, members, properties
 
 
@@ -64,6 +66,11 @@ def configure_gpu_usage(c: Config, *, state_dir, port: int | str, environ=None) 
     hub_id = current(c.GPUDockerSpawner, "hub_id", None)
     if hub_id:  # GPU reclaim stops this hub's servers only
         command.append(f"--GpuUsageApp.hub_id={hub_id}")
+    from gpuhub.hub.idle_culler import idle_timeout  # here: idle_culler imports this module
+
+    culler_timeout = idle_timeout(environ)
+    if culler_timeout:  # a GPU at work is reported well inside the culler's window
+        command.append(f"--GpuUsageApp.activity_interval={activity_interval(culler_timeout)}")
     busy_memory = current(c.GPUDockerSpawner, "busy_memory_threshold", None)
     if busy_memory is not None:  # the same rule for "free" as the spawner's
         command.append(f"--GpuUsageApp.busy_memory_threshold={busy_memory}")
@@ -85,8 +92,9 @@ def configure_gpu_usage(c: Config, *, state_dir, port: int | str, environ=None) 
         *current(hub, "load_roles", []),
         {"name": "user", "scopes": ["self", f"access:services!service={SERVICE_NAME}"]},  # own GPUs
         # users' names (404 for unknown users); for GPU reclaim, each server's
-        # started and last_activity, and stopping it; the groups for cohort
-        # reports: nothing more, never admin
+        # started and last_activity, and stopping it; reporting the activity of
+        # a server whose GPU is in use; the groups for cohort reports: nothing
+        # more, never admin
         {"name": "gpu-usage-service", "scopes": SERVICE_SCOPES, "services": [SERVICE_NAME]},
         {
             "name": "gpu-usage-readers",

@@ -73,10 +73,11 @@ def test_the_service_wiring_is_one_call_that_keeps_what_sites_set(tmp_path):
     assert "site-role" in roles
     assert roles["gpu-usage-readers"]["users"] == ["admin", "boss"]
     # least privilege: names (404 for unknown users); for GPU reclaim, read and stop
-    # servers; for cohort reports, read the groups (members, properties)
+    # servers; for long jobs, report activity; for cohort reports, read the groups
+    # (members, properties)
     assert roles["gpu-usage-service"]["scopes"] == [
         "read:users:name", "read:servers", "read:users:activity", "delete:servers",
-        "list:groups", "read:groups"]
+        "users:activity", "list:groups", "read:groups"]
     assert READ_ALL_SCOPE in hub.custom_scopes
     token = tmp_path / "gpu_usage_metrics_token"
     assert token.stat().st_mode & 0o777 == 0o600
