@@ -29,6 +29,9 @@ BAD = {
         "gpuhub_notebook_image=evil/miner:latest is not in gpuhub_allowed_images"),
     "unknown TLS mode": ({"tls_proxy_mode": "plain"}, "tls_proxy_mode=plain"),
     "short admin password": ({"gpuhub_admin_password": "short"}, "gpuhub_admin_password is shorter than 12"),
+    "SSH port the hub cannot open": ({"gpuhub_ssh_port": 22}, "gpuhub_ssh_port=22: use a TCP port from 1024"),
+    "SSH port not a number": ({"gpuhub_ssh_port": "ssh"}, "gpuhub_ssh_port=ssh: use a TCP port"),
+    "SSH port the hub uses": ({"gpuhub_ssh_port": 8082}, "gpuhub_ssh_port=8082 is taken by the hub itself"),
 }
 
 
