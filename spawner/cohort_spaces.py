@@ -61,7 +61,7 @@ class CohortSpaces(Configurable):
     def _shared_volumes(self) -> list[shared_volumes.SharedVolume]:
         """This user's team volumes and the datasets volume, from their groups now."""
         return shared_volumes.shared_volumes(
-            groups=self.user.groups, home=shared_volumes.home_of(self.volumes), prefix=self.prefix,
+            groups=self.user.groups, home=self.home, prefix=self.prefix,
             hub=self.hub_id, escape=self.escape,
             datasets_volume=self.datasets_volume.format(prefix=self.prefix),
         )

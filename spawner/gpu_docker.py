@@ -32,7 +32,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Int, List, TraitError, Unicode, default, validate
 
-from . import container_spec, hardening, image_source, labels, progress, user_volumes
+from . import container_spec, hardening, image_source, labels, progress, shared_volumes, user_volumes
 from .options import form_to_options
 from .pool import ClaimConflict
 from .cohort_spaces import CohortSpaces
@@ -104,6 +104,13 @@ class GPUDockerSpawner(GPUSettings, GPUClaims, CohortSpaces, ResetOnStart, UserC
     @default("volumes")
     def _default_volumes(self):
         return {"{prefix}-user-{username}": self.home_directory}
+
+    @property
+    def home(self) -> str:
+        """The notebook user's home: where ``volumes`` mounts the user's volume
+        (``home_directory`` when it names none). Team and dataset folders and
+        Reset my environment go by it."""
+        return shared_volumes.home_of(self.volumes, self.home_directory)
 
     @default("allowed_images")
     def _default_allowed_images(self):

@@ -42,7 +42,7 @@ class ResetOnStart(Configurable):
         try:
             await environment_reset.carry_out(
                 partial(DockerSpawner.docker, self), binds=self.volume_binds,
-                home=self.home_directory, image=self.image, user=self.container_user,
+                home=self.home, image=self.image, user=self.container_user,
                 request_stamp=self.reset_requested, hub=self.hub_id,
                 name=f"{self.object_name}.reset", log=self.log, server=self._log_name,
             )

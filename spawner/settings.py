@@ -99,8 +99,10 @@ class GPUSettings(Configurable):
         "/home/jovyan",
         config=True,
         help="""The notebook user's home in the container: where the default
-        ``volumes`` mount the user's volume, and where "Reset my environment"
-        moves ``.local``, ``.jupyter``, … aside (the volume mounted there).
+        ``volumes`` mount the user's volume. Team and dataset folders and
+        "Reset my environment" (``.local``, ``.jupyter``, … moved aside) go by
+        where ``volumes`` mounts the user's volume: this, unless ``volumes``
+        is set otherwise.
 
         Default: "/home/jovyan" (the Jupyter images' user)::
 

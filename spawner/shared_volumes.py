@@ -26,7 +26,6 @@ from gpuhub.hub.cohort.names import TEAM, TEAM_VOLUME
 from . import labels
 from .user_volumes import per_user_templates
 
-DEFAULT_HOME = "/home/jovyan"  # docker-stacks images' home, when no home volume says otherwise
 TEAM_LABEL = "gpuhub.team"  # on a team volume: the team's group
 DATASETS_LABEL = "gpuhub.datasets"  # on the datasets volume: "1"
 DATASETS_VOLUME = "{prefix}-datasets"  # datasets_volume's default
@@ -46,12 +45,13 @@ class SharedVolume:
         return {"bind": self.mount, "mode": "ro" if self.read_only else "rw"}
 
 
-def home_of(volumes: Mapping[str, object]) -> str:
-    """Where the user's home volume is mounted (``volumes``: DockerSpawner's trait)."""
+def home_of(volumes: Mapping[str, object], default: str) -> str:
+    """Where the user's home volume is mounted (``volumes``: DockerSpawner's trait);
+    ``default`` when it names none."""
     for template in per_user_templates(volumes):
         target = volumes[template]
         return target["bind"] if isinstance(target, dict) else str(target)
-    return DEFAULT_HOME
+    return default
 
 
 def team_groups(groups: Iterable) -> list[str]:

@@ -14,6 +14,7 @@ import time
 from tornado.httpclient import AsyncHTTPClient
 
 from .cohorts import Cohort, cohorts_from_groups, group_members
+from .warn_once import WarnOnce
 
 PAGINATION = "application/jupyterhub-pagination+json"
 PAGE = 200
@@ -29,8 +30,8 @@ class HubGroups:
         self.cohorts: dict[str, Cohort] = {}
         self.members: dict[str, frozenset[str]] = {}  # cohort and team groups -> members
         self._fetched = float("-inf")  # monotonic
-        self._lock = asyncio.Lock()
-        self._failing = False
+        self._reading: asyncio.Future | None = None  # the reading under way, shared by its callers
+        self._state = WarnOnce(self.log)
 
     async def fetch(self) -> list[dict]:
         """Every group, page by page."""
@@ -49,20 +50,24 @@ class HubGroups:
             offset = following["offset"]
 
     async def refresh(self) -> None:
-        async with self._lock:
-            try:
-                groups = await self.fetch()
-            except Exception as error:  # keep the last answer, say so once
-                if not self._failing:
-                    self.log.warning("Cannot read the hub's groups (%s): cohorts are from the last "
-                                     "answer; the service needs list:groups and read:groups", error)
-                self._failing = True
-                return
-            finally:
-                self._fetched = time.monotonic()
-            self._failing = False
-            self.cohorts = cohorts_from_groups(groups)
-            self.members = group_members(self.cohorts)
+        """Read the groups again; callers while a reading is under way share it
+        (one request to the hub, however many pages ask at once)."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read())
+        await asyncio.shield(self._reading)  # a caller that goes away does not cancel the others'
+
+    async def _read(self) -> None:
+        try:
+            groups = await self.fetch()
+        except Exception as error:  # keep the last answer
+            self._state.failed("Cannot read the hub's groups (%s): cohorts are from the last "
+                               "answer; the service needs list:groups and read:groups", error)
+            return
+        finally:
+            self._fetched = time.monotonic()
+        self._state.worked()
+        self.cohorts = cohorts_from_groups(groups)
+        self.members = group_members(self.cohorts)
 
     async def find(self, name: str) -> Cohort | None:
         """The cohort ``name``; an unknown one is looked up again when the last answer is old."""

@@ -20,6 +20,7 @@ from gpuhub.spawner.inventory import NvmlInventory
 from . import attribution
 from .store import UsageStore
 from .tracker import Sample, Server, Tracker
+from .warn_once import WarnOnce
 
 
 def home_volume(container: dict, home_path: str) -> str:
@@ -86,7 +87,7 @@ class Sampler:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="gpu-usage-io")
         self._docker: docker.DockerClient | None = None
         self._servers: tuple[Server, ...] = ()
-        self._docker_failing = False
+        self._docker_state = WarnOnce(self.log, "Docker answers again: GPU holders are current")
 
     def _list_servers(self) -> tuple[Server, ...]:
         if self._docker is None:
@@ -105,16 +106,12 @@ class Sampler:
             self._nvml_missing_logged = True
         try:
             self._servers = await self._run(self._list_servers)
-            if self._docker_failing:
-                self.log.info("Docker answers again: GPU holders are current")
-            self._docker_failing = False
-        except Exception as error:  # keep the last known holders, say so once
-            if not self._docker_failing:
-                self.log.warning(
-                    "Cannot list containers (%s): GPU holders are from the last good "
-                    "listing; check DOCKER_HOST and the Docker daemon", error,
-                )
-            self._docker_failing = True
+            self._docker_state.worked()
+        except Exception as error:  # keep the last known holders
+            self._docker_state.failed(
+                "Cannot list containers (%s): GPU holders are from the last good "
+                "listing; check DOCKER_HOST and the Docker daemon", error,
+            )
         pids = [p.pid for gpu in inventory.gpus for p in gpu.processes]
         owners = await self._run(attribution.container_ids, pids) if pids else {}
         now = time.time()

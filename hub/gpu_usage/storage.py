@@ -21,6 +21,7 @@ from pathlib import Path
 import docker
 
 from .tracker import Sample
+from .warn_once import WarnOnce
 
 HOMES = """
 CREATE TABLE IF NOT EXISTS homes (
@@ -54,7 +55,7 @@ class HomeSizes:
         self._sizes: dict[str, int] = {}
         self.measured_at: float | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="gpu-usage-df")
-        self._failing = False
+        self._state = WarnOnce(self.log)
 
     # ---- sampler recorder ----
     def observe(self, sample: Sample) -> dict[str, str]:
@@ -84,13 +85,11 @@ class HomeSizes:
         started = time.monotonic()
         try:
             self._sizes = await asyncio.get_running_loop().run_in_executor(self._thread, self._measure)
-        except Exception as error:  # keep the last sizes, say so once
-            if not self._failing:
-                self.log.warning("Cannot measure home volumes (%s): sizes are from the last good "
-                                 "measurement; check DOCKER_HOST and the Docker daemon", error)
-            self._failing = True
+        except Exception as error:  # keep the last sizes
+            self._state.failed("Cannot measure home volumes (%s): sizes are from the last good "
+                               "measurement; check DOCKER_HOST and the Docker daemon", error)
             return
-        self._failing = False
+        self._state.worked()
         self.measured_at = time.time()
         took = time.monotonic() - started
         if took > self.interval / 2:

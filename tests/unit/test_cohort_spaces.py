@@ -118,11 +118,18 @@ def test_one_team_at_team_several_at_teams_and_datasets_read_only_for_all():
     assert red.labels == {labels.HUB_LABEL: "hub-1", "gpuhub.team": "ml-101-red"}
 
 
+def test_the_spawners_home_follows_its_volumes_then_home_directory():
+    """One home for team/dataset folders and the reset: where ``volumes`` mounts the user's volume."""
+    assert make_spawner().home == "/home/jovyan"
+    assert make_spawner(home_directory="/home/student").home == "/home/student"
+    assert make_spawner(volumes={"{prefix}-user-{username}": "/work"}).home == "/work"
+
+
 def test_home_is_where_the_users_volume_is_mounted():
-    assert home_of({"{prefix}-user-{username}": "/home/jovyan"}) == "/home/jovyan"
+    assert home_of({"{prefix}-user-{username}": "/home/jovyan"}, "/home/x") == "/home/jovyan"
     named = {"/data": "/data", "{prefix}-{username}": {"bind": "/home/ann", "mode": "rw"}}
-    assert home_of(named) == "/home/ann"
-    assert home_of({}) == "/home/jovyan"
+    assert home_of(named, "/home/x") == "/home/ann"
+    assert home_of({}, "/home/jovyan") == "/home/jovyan"
     assert owner_of("1000:100") == ("1000", "100") and owner_of("1000") == ("1000", None)
 
 

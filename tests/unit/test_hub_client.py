@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,8 +26,8 @@ def arguments(*argv):
 
 
 def test_options_win_over_jupyterhubs_variables():
-    env = {"JUPYTERHUB_API_URL": "http://hub:8081/hub/api", "JUPYTERHUB_API_TOKEN": "from-env"}
-    assert HubClient.from_arguments(arguments(), env) == HubClient("http://hub:8081/hub/api", "from-env")
+    env = {"JUPYTERHUB_API_URL": "http://hub.example/hub/api", "JUPYTERHUB_API_TOKEN": "from-env"}
+    assert HubClient.from_arguments(arguments(), env) == HubClient("http://hub.example/hub/api", "from-env")
     client = HubClient.from_arguments(arguments("--hub-url", "http://other", "--token", "t"), env)
     assert (client.url, client.token) == ("http://other/hub/api", "t")
 
@@ -69,5 +70,9 @@ def test_answers_are_json_and_refusals_carry_the_hubs_message(hub_address):
 
 
 def test_an_unreachable_hub_is_named():
-    with pytest.raises(HubAPIError, match="cannot reach the hub at http://127.0.0.1:9/hub/api"):
-        HubClient("http://127.0.0.1:9/hub/api", "t").get("/")
+    with socket.socket() as closed:  # a port that was free a moment ago: nobody listens
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/hub/api"
+    with pytest.raises(HubAPIError, match=f"cannot reach the hub at {url}"):
+        HubClient(url, "t").get("/")
