@@ -2,7 +2,7 @@
 
 A real hub (config/jupyterhub_config.py, the gpu-usage service it starts, the
 real proxy) on the private test engine, fake NVML with 8 GPUs. The 50
-"servers" are `sleep` containers from gpuhub/debian-base:bookworm carrying the
+"servers" are `sleep` containers from the test image's Debian base carrying the
 labels GPUDockerSpawner writes (gpuhub.user, gpuhub.server, gpuhub.gpus):
 8 hold one GPU each, 42 are CPU-only — the sampler sees exactly what it sees
 with 50 spawned notebook servers, without 50 notebook processes on 2 cores.
@@ -38,11 +38,12 @@ os.environ.pop("GPUHUB_USAGE_INTERVAL", None)  # the default, 5 s
 import aiohttp  # noqa: E402
 
 from gpuhub.hub.gpu_usage.store import UsageStore  # noqa: E402
+from gpuhub.images import versions  # noqa: E402
 from tests.fakes.fake_gpus import FakeNVML, FakeProcess, build_library  # noqa: E402
 from tests.integration.hubrig import PREFIX, Hub, docker_client, remove_test_objects  # noqa: E402
 from tests.integration.test_gpu_usage import gpus_of_this_run  # noqa: E402
 
-BASE_IMAGE = "gpuhub/debian-base:bookworm"
+BASE_IMAGE = versions.load().local.debian_base  # built by `make test-images`
 TICKS = os.sysconf("SC_CLK_TCK")
 # The clients' first requests (each token checked with the hub once, then
 # cached by the service for 5 min) all land in the first seconds: reported apart.

@@ -28,7 +28,7 @@ from . import report as reports
 from . import startup, verify, versions, wheelhouse
 from .docker_cli import Docker
 from .recipe import (
-    CACHE, IMAGES, RECIPE_LABEL, REPO, BuildError, SetupError, build_image, ensure_debian_base, fill, git_revision,
+    CACHE, IMAGES, RECIPE_LABEL, REPO, BuildError, SetupError, build_image, ensure_tools_base, fill, git_revision,
     hub_version, image_id, log, mb, recipe_hash, utc_now,
 )
 from .versions import Catalog, Stack, Variant
@@ -145,9 +145,7 @@ class Builder:
     def ensure_local_base(self) -> Base:
         local = self.catalog.local
         target = wheelhouse.Target(local.python, local.glibc)
-        # gpuhub/debian-base with the notebook's apt tools added at debootstrap time, kept
-        # apart from gpuhub/debian-base:bookworm (the test image's) with its own rootfs cache.
-        ensure_debian_base(local.debian_base, self.catalog.apt_packages, REPO / ".cache" / "base-tools", self.options.fresh)
+        ensure_tools_base(self.catalog, self.options.fresh)
         wheels = fill(wheelhouse.fill, [f"torch=={local.torch}", *local.packages], target)
         args = {"DEBIAN_BASE": local.debian_base, "TORCH_VERSION": local.torch}
         recipe = recipe_hash(IMAGES / "pytorch-cpu-base", wheels, args, image_id(self.docker, local.debian_base))

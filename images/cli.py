@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return list_catalog(catalog)
         if args.command == "build-test":
-            build_test_notebook(catalog.test_notebook, fresh=args.no_cache)
+            build_test_notebook(catalog, fresh=args.no_cache)
             return 0
         # Names first, so bad input is answered without touching Docker.
         catalog.variant(args.variant)
@@ -101,5 +101,5 @@ def list_catalog(catalog: versions.Catalog) -> int:
     for name, stack in catalog.stacks.items():
         print(f"stack {name}: {', '.join(stack.packages)}")
     test = catalog.test_notebook
-    print(f"test image {test.repository}:<hub version>: {', '.join(test.packages)}, on {test.debian_base}")
+    print(f"test image {test.repository}:<hub version>: {', '.join(test.packages)}, on {local.debian_base}")
     return 0

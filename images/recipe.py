@@ -60,6 +60,15 @@ def ensure_debian_base(image: str, packages: list[str] = (), cache_dir: Path | N
         log(output[-1].removeprefix("base/build.sh: "))
 
 
+def ensure_tools_base(catalog, fresh: bool = False) -> str:
+    """The local line's Debian base ([local].debian_base): gpuhub/debian-base with the
+    notebook's apt tools ([notebook].apt_packages) added at debootstrap time, in its own
+    rootfs cache. The local CPU base and the test image both start from it, so the tests
+    run the image line's shell tools (sftp-server, tmux)."""
+    ensure_debian_base(catalog.local.debian_base, catalog.apt_packages, REPO / ".cache" / "base-tools", fresh)
+    return catalog.local.debian_base
+
+
 def fill(how, *args) -> Path:
     """A wheelhouse under .cache/images/wheels (wheelhouse.fill or fill_on_top)."""
     try:

@@ -82,7 +82,6 @@ class TestNotebook:
     <repository>:<the hub's jupyterhub version> and :latest."""
 
     repository: str
-    debian_base: str
     python: str
     glibc: str
     packages: tuple[str, ...]
@@ -245,7 +244,7 @@ def _local(table: dict) -> LocalBase:
 
 def _test_notebook(table: dict) -> TestNotebook:
     where = "[test_notebook]"
-    _keys(table, where, required={"repository", "debian_base", "python", "glibc", "packages"})
+    _keys(table, where, required={"repository", "python", "glibc", "packages"})
     repository = table["repository"]
     if not isinstance(repository, str) or ":" in repository or not _IMAGE_REF.match(f"{repository}:x"):
         raise VersionsError(f"{where}.repository = {repository!r}: expected an image name without a tag, like gpuhub/test-notebook")
@@ -254,7 +253,6 @@ def _test_notebook(table: dict) -> TestNotebook:
         raise VersionsError(f"{where}.packages must not list jupyterhub: the image always gets the hub's own version")
     return TestNotebook(
         repository=repository,
-        debian_base=_matching(table, "debian_base", _IMAGE_REF, where, "an image reference with a tag"),
         python=_matching(table, "python", _PYTHON, where, "major.minor like 3.11"),
         glibc=_matching(table, "glibc", _GLIBC, where, "the base's glibc like 2.36"),
         packages=packages,

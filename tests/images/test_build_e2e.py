@@ -69,6 +69,9 @@ def test_runs_as_jovyan_under_tini_with_nvidia_capabilities_only(built):
 
 def test_tools_a_notebook_needs_are_there(built):
     built.docker("run", "--rm", NOTEBOOK, "sh", "-c", "git --version && less --version && ps -p 1 && python -c 'import ipywidgets, jupyterlab_nvdashboard, torch'")
+    # what the SSH entrance runs (hub/ssh): scp/sftp's server and tmux; never an sshd
+    shell = built.docker("run", "--rm", NOTEBOOK, "sh", "-c", "test -x /usr/lib/openssh/sftp-server && tmux -V && ls /usr/sbin")
+    assert shell.startswith("tmux ") and "sshd" not in shell.split()
     # the status bar's memory against the limit: server side and JupyterLab side, both enabled
     extensions = built.docker("run", "--rm", NOTEBOOK, "sh", "-c", "jupyter server extension list 2>&1; jupyter labextension list 2>&1")
     for name in ("jupyter_resource_usage", "@jupyter-server/resource-usage"):

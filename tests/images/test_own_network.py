@@ -4,11 +4,11 @@ reports no gateway. Runs on such an engine (conftest.NoGatewayEngine)."""
 
 import json
 
-from gpuhub.images import startup
+from gpuhub.images import startup, versions
 from gpuhub.images.docker_cli import Docker
 from tests.images.conftest import TEST_PREFIX
 
-BASE = "gpuhub/debian-base:bookworm"  # has python3; built by `make test-images`
+BASE = versions.load().local.debian_base  # has python3; built by `make test-images`
 
 
 def test_the_engine_reproduces_a_default_bridge_without_gateway(no_gateway_engine):

@@ -24,7 +24,7 @@ VALID = {
     },
     "stacks": {"rl": {"packages": ["gymnasium==1.4.0"], "imports": ["gymnasium"]}},
     "test_notebook": {
-        "repository": "gpuhub/test-notebook", "debian_base": "gpuhub/debian-base:bookworm",
+        "repository": "gpuhub/test-notebook",
         "python": "3.11", "glibc": "2.36", "packages": ["jupyterlab==4.6.6"],
     },
 }
