@@ -80,14 +80,14 @@ class Engine:
     def _owned(self, user: str) -> list[str]:
         return [f"{HUB_LABEL}={self.hub_id}", f"{USER_LABEL}={user}"]
 
-    async def find(self, user: str) -> Container | None:
-        """The user's running default server of this hub, or None."""
+    async def find(self, user: str, server: str = "") -> Container | None:
+        """The user's running server of this hub ("": the default one), or None."""
         listed = await self._call(
-            "containers", filters={"label": [*self._owned(user), f"{SERVER_LABEL}="], "status": "running"})
+            "containers", filters={"label": [*self._owned(user), f"{SERVER_LABEL}={server}"], "status": "running"})
         for summary in listed:
             labels = summary.get("Labels") or {}
             # the engine's filter, checked again: an exact match of all three labels
-            if (labels.get(HUB_LABEL), labels.get(USER_LABEL), labels.get(SERVER_LABEL)) == (self.hub_id, user, ""):
+            if (labels.get(HUB_LABEL), labels.get(USER_LABEL), labels.get(SERVER_LABEL)) == (self.hub_id, user, server):
                 inspected = await self._call("inspect_container", summary["Id"])
                 networks = (inspected.get("NetworkSettings") or {}).get("Networks") or {}
                 address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), "")

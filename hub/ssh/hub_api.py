@@ -21,11 +21,19 @@ class StartFailed(Exception):
     """The hub could not start the user's server: the message says why (the hub's words)."""
 
 
-def token_allows_server(scopes: list[str], user: str) -> bool:
-    """A token opens a shell only if it may use the user's server (``access:servers``
-    for them): a token limited to, say, ``read:users`` does not. No I/O."""
-    return bool({"access:servers", f"access:servers!user={user}", f"access:servers!server={user}/"}
+def token_allows_server(scopes: list[str], user: str, server: str = "") -> bool:
+    """A token opens a shell only if it may use that server of the user
+    (``access:servers`` for them or for it): a token limited to, say,
+    ``read:users`` does not. No I/O."""
+    return bool({"access:servers", f"access:servers!user={user}", f"access:servers!server={user}/{server}"}
                 & set(scopes))
+
+
+def server_path(user: str, server: str) -> str:
+    """The REST path of a user's default ("") or named server. No I/O."""
+    if not server:
+        return f"/users/{quote(user, safe='')}/server"
+    return f"/users/{quote(user, safe='')}/servers/{quote(server, safe='')}"
 
 
 class HubAPI:
@@ -42,8 +50,8 @@ class HubAPI:
             request_timeout=kwargs.pop("request_timeout", REQUEST_TIMEOUT), **kwargs)
         return await self.http.fetch(request, raise_error=False)
 
-    async def token_owner(self, user: str, token: str) -> bool:
-        """Whether ``token`` is a valid hub API token of ``user`` that may use their server."""
+    async def token_owner(self, user: str, token: str, server: str = "") -> bool:
+        """Whether ``token`` is a valid hub API token of ``user`` that may use that server of theirs."""
         if not token or len(token) > 256 or not token.isascii() or not token.isprintable():
             return False
         response = await self._request("GET", "/user", token=token)
@@ -51,23 +59,38 @@ class HubAPI:
             return False
         model = json.loads(response.body)
         return model.get("kind", "user") == "user" and model.get("name") == user \
-            and token_allows_server(model.get("scopes") or [], user)
+            and token_allows_server(model.get("scopes") or [], user, server)
 
-    async def report_activity(self, user: str) -> bool:
-        """Tell the hub the user's default server is in use now (the idle culler reads it)."""
+    async def report_activity(self, user: str, server: str = "") -> bool:
+        """Tell the hub that server of the user is in use now (the idle culler reads it)."""
         now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
         response = await self._request("POST", f"/users/{quote(user, safe='')}/activity",
-                                       body={"last_activity": now, "servers": {"": {"last_activity": now}}})
+                                       body={"last_activity": now, "servers": {server: {"last_activity": now}}})
         return response.code == 204 or response.code == 200
 
     async def user_exists(self, user: str) -> bool:
         return (await self._request("GET", f"/users/{quote(user, safe='')}")).code == 200
 
-    async def start_server(self, user: str, say: Callable[[str], Awaitable[None]]) -> None:
-        """Start the user's default server with its default options (or join a start
-        under way) and relay the hub's progress messages (the queue position
-        included) until it is ready. Raises StartFailed with the hub's reason."""
-        path = f"/users/{quote(user, safe='')}/server"
+    async def _check_named_server(self, user: str, server: str) -> None:
+        response = await self._request("GET", f"/users/{quote(user, safe='')}?include_stopped_servers=1")
+        if response.code != 200:
+            raise StartFailed(_hub_message(response))
+        servers = sorted(name for name in json.loads(response.body).get("servers") or {} if name)
+        if server not in servers:
+            yours = f"your named servers: {', '.join(servers)}" if servers else "you have none"
+            raise StartFailed(f"you have no server named {server!r} ({yours}); "
+                              "make it on the hub's home page first, or log in as "
+                              f"{user} for your default server")
+
+    async def start_server(self, user: str, server: str, say: Callable[[str], Awaitable[None]]) -> None:
+        """Start the user's default ("") or named server with its default options (or
+        join a start under way) and relay the hub's progress messages (the queue
+        position included) until it is ready. A named server must exist already
+        (SSH never makes a new one: a typo would hold a GPU). Raises StartFailed
+        with the hub's reason."""
+        if server:
+            await self._check_named_server(user, server)
+        path = server_path(user, server)
         response = await self._request("POST", path, body={})
         if response.code == 400 and b"already running" in response.body:
             return

@@ -1,6 +1,8 @@
 """Who may log in over SSH: asyncssh's server callbacks, one object per connection.
 
-The SSH user name is the hub user name. Accepted: a public key listed in
+The SSH user name is the hub user name (``alice``: her default server), or
+``alice/lab`` for her named server ``lab`` ("/" is never part of a hub user
+name). Accepted: a public key listed in
 the user's own ``~/.ssh/authorized_keys`` (their home volume, read through
 the engine), or one of the user's hub API tokens as the password (the
 convention of jupyterhub-ssh). Never the account's password, which the
@@ -52,6 +54,15 @@ def key_allowed(keys: asyncssh.SSHAuthorizedKeys | None, key: asyncssh.SSHKey, a
     return True
 
 
+def parse_login(name: str) -> tuple[str, str] | None:
+    """(hub user, server name) of an SSH user name: ``alice`` -> ("alice", ""),
+    ``alice/lab`` -> ("alice", "lab"); None when it names no server. No I/O."""
+    user, slash, server = name.partition("/")
+    if not user or (slash and not server) or "/" in server:
+        return None
+    return user, server
+
+
 def parse_keys(text: str, user: str) -> asyncssh.SSHAuthorizedKeys | None:
     """The keys of an authorized_keys file; a line asyncssh cannot read is skipped. No I/O."""
     good = []
@@ -70,7 +81,8 @@ class EntranceServer(asyncssh.SSHServer):
     def __init__(self, entrance: Entrance):
         self.entrance = entrance
         self.peer = ("", 0)
-        self.user = ""
+        self.user = ""  # the hub user: what failures are counted against
+        self.server_name: str | None = None  # None: the SSH user name names no server
         self.server: UserServer | None = None
         self.attempted = False
         self.counted = False  # a password failure was counted: the connection is not counted again
@@ -91,22 +103,23 @@ class EntranceServer(asyncssh.SSHServer):
             log.info("SSH login as %r from %s failed", self.user, self.peer[0])
 
     async def begin_auth(self, username: str) -> bool:
-        self.user = username
+        self.user, self.server_name = parse_login(username) or (username, None)
         throttle, now = self.entrance.throttle, time.monotonic()
-        wait = throttle.blocked_for(self.peer[0], username, now)
+        wait = throttle.blocked_for(self.peer[0], self.user, now)
         if wait:
             self.blocked = True
             self.conn.send_auth_banner(
                 f"Too many failed logins: try again in {int(wait // 60) + 1} min.\n")
             log.warning("SSH login as %r from %s refused: too many failed attempts", username, self.peer[0])
             return True
-        await asyncio.sleep(throttle.delay(self.peer[0], username, now))
+        await asyncio.sleep(throttle.delay(self.peer[0], self.user, now))
         return True
 
     def auth_completed(self) -> None:
         self.authenticated = True
-        self.server = UserServer(self.user, self.entrance.engine, self.entrance.hub)
-        log.info("SSH login as %s from %s", self.user, self.peer[0])
+        self.server = UserServer(self.user, self.server_name, self.entrance.engine, self.entrance.hub)
+        log.info("SSH login as %s%s from %s", self.user, f" (server {self.server_name})" if self.server_name else "",
+                 self.peer[0])
 
     # ---- keys ------------------------------------------------------------
     def public_key_auth_supported(self) -> bool:
@@ -117,18 +130,20 @@ class EntranceServer(asyncssh.SSHServer):
         if self.blocked:
             return False
         if self._keys is None:  # once per connection: clients offer several keys
-            self._keys = asyncio.ensure_future(self._load_keys(username))
+            self._keys = asyncio.ensure_future(self._load_keys())
         keys = await self._keys
-        return key_allowed(keys, key, self.peer[0], username)
+        return key_allowed(keys, key, self.peer[0], self.user)
 
-    async def _load_keys(self, username: str) -> asyncssh.SSHAuthorizedKeys | None:
+    async def _load_keys(self) -> asyncssh.SSHAuthorizedKeys | None:
+        """The keys in the user's home volume (one for all their servers)."""
+        user = self.user
         try:
-            if not await self.entrance.hub.user_exists(username):
+            if self.server_name is None or not await self.entrance.hub.user_exists(user):
                 return None
-            container = await self.entrance.engine.find(username)
-            return parse_keys(await self.entrance.engine.authorized_keys(username, container), username)
+            container = await self.entrance.engine.find(user, self.server_name)  # None: from the volume
+            return parse_keys(await self.entrance.engine.authorized_keys(user, container), user)
         except (EngineError, OSError) as error:
-            log.warning("%s's authorized_keys could not be read: %s", username, error)
+            log.warning("%s's authorized_keys could not be read: %s", user, error)
             return None
 
     # ---- tokens as passwords ---------------------------------------------
@@ -137,15 +152,15 @@ class EntranceServer(asyncssh.SSHServer):
 
     async def validate_password(self, username: str, password: str) -> bool:
         self.attempted = True
-        throttle, source = self.entrance.throttle, self.peer[0]
-        if self.blocked or throttle.blocked_for(source, username, time.monotonic()):
+        throttle, source, user = self.entrance.throttle, self.peer[0], self.user
+        if self.blocked or throttle.blocked_for(source, user, time.monotonic()):
             self.blocked = True
             return False
         if self.counted:  # a second try on this connection: begin_auth waited for the first
-            await asyncio.sleep(throttle.delay(source, username, time.monotonic()))
-        if await self.entrance.hub.token_owner(username, password):
+            await asyncio.sleep(throttle.delay(source, user, time.monotonic()))
+        if self.server_name is not None and await self.entrance.hub.token_owner(user, password, self.server_name):
             return True
-        throttle.record_failure(source, username, time.monotonic())
+        throttle.record_failure(source, user, time.monotonic())
         self.counted = True
         return False
 

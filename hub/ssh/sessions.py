@@ -68,6 +68,7 @@ class UserServer:
     """The one user's server behind one SSH connection: found, or started once."""
 
     user: str
+    name: str  # "": the default server
     engine: Engine
     hub: HubAPI
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -75,7 +76,7 @@ class UserServer:
 
     async def container(self, say) -> Container:
         async with self._lock:  # two channels opened at once start the server once
-            found = await self.engine.find(self.user)
+            found = await self.engine.find(self.user, self.name)
             if found is None:
                 found = await self._start(say)
             if self._activity is None:
@@ -86,7 +87,7 @@ class UserServer:
         """While the connection is open, the server counts as in use for the idle
         culler (an SSH session does not pass the proxy, which records the browser's)."""
         while True:
-            if not await self.hub.report_activity(self.user):
+            if not await self.hub.report_activity(self.user, self.name):
                 log.warning("Could not report %s's SSH activity to the hub", self.user)
             await asyncio.sleep(ACTIVITY_INTERVAL)
 
@@ -95,12 +96,13 @@ class UserServer:
             self._activity.cancel()
 
     async def _start(self, say) -> Container:
-        await say(f"Your server is not running: starting it (user {self.user}) …")
+        await say(f"Your server {self.name + ' ' if self.name else ''}is not running: "
+                  f"starting it (user {self.user}) …")
         try:
-            await self.hub.start_server(self.user, say)
+            await self.hub.start_server(self.user, self.name, say)
         except StartFailed as error:
             raise SessionError(f"your server could not start: {error}") from None
-        found = await self.engine.find(self.user)
+        found = await self.engine.find(self.user, self.name)
         if found is None:
             raise SessionError("the hub says your server runs, but its container is not there; "
                                "stop and start it from the hub's home page")

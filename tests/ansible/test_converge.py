@@ -8,12 +8,17 @@ archive (gpuhub_notebook_image_archive). Fakes only at the hardware
 boundary: the fake libnvidia-ml.so.1 and the fake nvidia hook, mounted into
 the target and named by systemd drop-ins only this test writes. The tests
 below run in order on one target: deploy, log in and spawn over HTTPS,
---check --diff, a second converge with changed=0, a hub restart that keeps
-the server and its GPU.
+ufw (active on the target before the play) lets in HTTPS and the SSH
+entrance and nothing else, --check --diff, a second converge with changed=0,
+a hub restart that keeps the server and its GPU.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import subprocess
 import time
 
 import pytest
@@ -66,6 +71,10 @@ def deployed(engine, nvml_library, tmp_path_factory):
     ))
     try:
         target.start(proxy)
+        # A host whose own firewall is on (ufw, every incoming connection
+        # denied): the play must let its public ports in (host_firewall: auto).
+        target.exec("sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ufw"
+                    " >/dev/null && ufw --force enable")
         target.write("/etc/systemd/system/docker.service.d/gpuhub-test.conf", DOCKER_DROP_IN)
         target.write("/etc/systemd/system/gpuhub.service.d/gpuhub-test.conf", HUB_DROP_IN)
         inventory = target.inventory(work / "inventory.json", {
@@ -140,9 +149,9 @@ def processes(target) -> dict[str, str]:
 
 
 def hub_children(target) -> set[str]:
-    """PIDs of configurable-http-proxy and the gpu-usage service."""
+    """PIDs of configurable-http-proxy, the gpu-usage service and the SSH entrance."""
     return {pid for pid, args in processes(target).items()
-            if "configurable-http-proxy" in args or "gpuhub.hub.gpu_usage" in args}
+            if "configurable-http-proxy" in args or "gpuhub.hub.gpu_usage" in args or "gpuhub.hub.ssh" in args}
 
 
 def test_first_converge_deploys_everything_and_skips_the_gpu_role(deployed):
@@ -204,6 +213,32 @@ def test_admin_logs_in_over_https_and_spawns_a_gpu_server(deployed):
     assert lab.status_code == 200, lab.text[:500]
 
 
+def test_ufw_lets_in_the_public_ports_and_nothing_else(deployed, tmp_path):
+    target = deployed["target"]
+    rules = target.exec("ufw", "status").stdout
+    assert "Status: active" in rules
+    for port, what in (("80", "HTTP"), ("443", "HTTPS"), ("8022", "SSH entrance")):
+        assert re.search(rf"^{port}/tcp +ALLOW +Anywhere +# gpuhub {what}", rules, re.M), rules
+    # The SSH entrance through the firewall, with a key from ann's home.
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    target.exec("docker", "exec", "-u", "1000", f"gpuhub-{ADMIN}", "sh", "-c",
+                f'mkdir -p ~/.ssh && echo "{key.with_suffix(".pub").read_text().strip()}" >> ~/.ssh/authorized_keys')
+    entered = subprocess.run(
+        ["ssh", "-p", "8022", "-i", str(key), "-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+         f"{ADMIN}@{target.ip()}", "echo $JUPYTERHUB_USER"],
+        capture_output=True, text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"})
+    assert entered.stdout.strip() == ADMIN, entered.stderr
+    # Any other port stays closed from outside, though it answers on the host itself.
+    target.exec("systemd-run", "--unit", "gpuhub-test-probe", "python3", "-m", "http.server", "9099")
+    wait_for(lambda: target.exec("python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9099')",
+                                 check=False).returncode == 0, "the probe server in the target", timeout=30)
+    with pytest.raises(OSError):
+        socket.create_connection((target.ip(), 9099), timeout=3).close()
+    target.exec("systemctl", "stop", "gpuhub-test-probe")
+
+
 def test_check_diff_changes_nothing(deployed):
     result = ansible_playbook(deployed["inventory"], "--check", "--diff")
     TIMINGS["check --diff"] = result.seconds
@@ -223,7 +258,7 @@ def test_hub_restart_keeps_the_server_and_its_gpu(deployed):
     token, target = deployed["token"], deployed["target"]
     before = target.exec("systemctl", "show", "-p", "MainPID", "gpuhub").stdout
     children = hub_children(target)
-    assert len(children) == 2, children  # configurable-http-proxy and the gpu-usage service
+    assert len(children) == 3, children  # configurable-http-proxy, gpu-usage and gpuhub-ssh
     target.exec("systemctl", "restart", "gpuhub")
     assert target.exec("systemctl", "show", "-p", "MainPID", "gpuhub").stdout != before
     # KillMode: the old proxy and service stopped with the old hub.

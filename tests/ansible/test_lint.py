@@ -53,7 +53,7 @@ def test_every_role_setting_is_documented_in_group_vars():
 
     documented = (ANSIBLE_DIR / "group_vars" / "gpuhub_servers.yml").read_text()
     defaults = sorted(ANSIBLE_DIR.glob("roles/*/defaults/main.yml"))
-    assert len(defaults) == 5
+    assert len(defaults) == 6
     for path in defaults:
         for name in re.findall(r"^([a-z_]+):", path.read_text(), re.M):
             assert re.search(rf"^# {name}:", documented, re.M), f"{name} ({path}) is not in group_vars"

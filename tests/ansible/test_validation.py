@@ -32,6 +32,7 @@ BAD = {
     "SSH port the hub cannot open": ({"gpuhub_ssh_port": 22}, "gpuhub_ssh_port=22: use a TCP port from 1024"),
     "SSH port not a number": ({"gpuhub_ssh_port": "ssh"}, "gpuhub_ssh_port=ssh: use a TCP port"),
     "SSH port the hub uses": ({"gpuhub_ssh_port": 8082}, "gpuhub_ssh_port=8082 is taken by the hub itself"),
+    "unknown firewall mode": ({"host_firewall_mode": "iptables"}, "host_firewall_mode=iptables: use auto"),
 }
 
 

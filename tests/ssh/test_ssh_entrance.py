@@ -25,7 +25,7 @@ from gpuhub.hub.ssh.sessions import SFTP_SERVER
 from tests.integration.hubrig import IMAGE, PREFIX, Hub, remove_test_objects, wait_for
 
 ACCOUNT_PASSWORD = "gpuhub-Test-pass-1"
-GPUS = 5  # alice, bob, carol, dave, ivan: one each (a start takes 1 by default)
+GPUS = 6  # alice, bob, carol, dave, ivan and alice's named server: one each (a start takes 1 by default)
 @pytest.fixture(scope="module")
 def hub(engine, nvml_library, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ssh-hub")
@@ -202,6 +202,29 @@ def test_ssh_to_a_stopped_server_starts_it(hub, engine, tmp_path):
     assert "starting it" in result.stderr and "Your server is ready." in result.stderr
     assert hub.server("carol")["ready"]
     print(f"ssh carol@hub to a stopped server: {took:.1f} s; progress:\n{result.stderr}")
+
+
+def test_a_named_server_is_user_slash_name(hub, engine, alice):
+    """``alice/lab`` is alice's named server lab: started over SSH when stopped,
+    never made (a typo would hold a GPU); her key only."""
+    made = hub.api("POST", "/users/alice/servers/lab", json={"gpus": 0})
+    assert made.status_code in (201, 202), made.text
+    wait_for(lambda: (hub.api("GET", "/users/alice").json()["servers"].get("lab") or {}).get("ready"),
+             "alice's server lab", timeout=180)
+    assert ssh(hub, "alice/lab", alice, "echo $JUPYTERHUB_SERVER_NAME").stdout.strip() == "lab"
+    hub.api("DELETE", "/users/alice/servers/lab")
+    wait_for(lambda: "lab" not in hub.api("GET", "/users/alice").json()["servers"], "lab to stop", timeout=60)
+    started = ssh(hub, "alice/lab", alice, "echo $JUPYTERHUB_SERVER_NAME")
+    assert started.returncode == 0 and started.stdout.strip() == "lab", started.stderr
+    assert "Your server lab is not running" in started.stderr
+    unknown = ssh(hub, "alice/labb", alice, "true")
+    assert unknown.returncode == 1
+    assert "you have no server named 'labb' (your named servers: lab)" in unknown.stderr
+    assert "labb" not in hub.api("GET", "/users/alice?include_stopped_servers=1").json()["servers"]
+    assert ssh(hub, "bob/lab", alice, "true").returncode == 255  # alice's key is not bob's
+    hub.api("DELETE", "/users/alice/servers/lab", json={"remove": True})
+    wait_for(lambda: hub.api("DELETE", "/users/alice/servers/lab", json={"remove": True}).status_code == 404,
+             "lab to be removed", timeout=60)
 
 
 def test_a_start_over_ssh_shows_the_queue_position(hub, engine, tmp_path):

@@ -11,8 +11,8 @@ from traitlets.config import Config
 from gpuhub.hub.ssh import SERVICE_NAME
 from gpuhub.hub.ssh.app import ensure_host_key
 from gpuhub.hub.ssh.engine import EngineError, engine_address, volume_pattern
-from gpuhub.hub.ssh.hub_api import token_allows_server
-from gpuhub.hub.ssh.server import key_allowed, parse_keys
+from gpuhub.hub.ssh.hub_api import server_path, token_allows_server
+from gpuhub.hub.ssh.server import key_allowed, parse_keys, parse_login
 from gpuhub.hub.ssh.sessions import forward_destination
 from gpuhub.hub.ssh.throttle import Throttle
 from gpuhub.hub.ssh.wiring import SCOPES, SshSettingsError, configure_ssh
@@ -101,6 +101,18 @@ def test_only_tokens_that_may_use_the_server_open_a_shell():
     assert not token_allows_server(["access:servers!user=bob"], "alice")
     assert not token_allows_server(["read:users:name!user=alice"], "alice")
     assert not token_allows_server(["access:servers!server=alice/gpu"], "alice")  # a named server only
+    assert token_allows_server(["access:servers!server=alice/gpu"], "alice", "gpu")
+    assert not token_allows_server(["access:servers!server=alice/"], "alice", "gpu")
+
+
+def test_the_ssh_user_name_names_a_user_and_one_of_their_servers():
+    assert parse_login("alice") == ("alice", "")
+    assert parse_login("alice/lab") == ("alice", "lab")
+    assert parse_login("a.b@example.org/gpu-2") == ("a.b@example.org", "gpu-2")
+    for bad in ("", "/lab", "alice/", "alice/lab/x"):
+        assert parse_login(bad) is None, bad
+    assert server_path("alice", "") == "/users/alice/server"
+    assert server_path("a b", "my lab") == "/users/a%20b/servers/my%20lab"
 
 
 # ---- engine helpers ---------------------------------------------------------
