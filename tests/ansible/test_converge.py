@@ -73,8 +73,10 @@ def deployed(engine, nvml_library, tmp_path_factory):
         target.start(proxy)
         # A host whose own firewall is on (ufw, every incoming connection
         # denied): the play must let its public ports in (host_firewall: auto).
+        # ufw's kernel hardening (/etc/ufw/sysctl.conf) is host-wide, read-only
+        # in a container: emptied here, on the target only.
         target.exec("sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ufw"
-                    " >/dev/null && ufw --force enable")
+                    " >/dev/null && : > /etc/ufw/sysctl.conf && ufw --force enable")
         target.write("/etc/systemd/system/docker.service.d/gpuhub-test.conf", DOCKER_DROP_IN)
         target.write("/etc/systemd/system/gpuhub.service.d/gpuhub-test.conf", HUB_DROP_IN)
         inventory = target.inventory(work / "inventory.json", {

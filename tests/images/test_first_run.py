@@ -2,8 +2,8 @@
 gateway (conftest.NoGatewayEngine), up to a login page and a spawned server.
 
 Every address and name comes from the test: DOCKER_HOST (the second engine),
-GPUHUB_STATE_DIR (a tmp dir), GPUHUB_BIND_URL / GPUHUB_HUB_PORT / GPUHUB_USAGE_PORT and
-the proxy's API port (free ports), GPUHUB_NETWORK (unique). The images come from the
+GPUHUB_STATE_DIR (a tmp dir), GPUHUB_BIND_URL / GPUHUB_HUB_PORT / GPUHUB_USAGE_PORT /
+GPUHUB_SSH_PORT and the proxy's API port (free ports), GPUHUB_NETWORK (unique). The images come from the
 shared engine's e2e build (fixture `built`), copied over once, so `make up` finds them
 up to date and runs its checks; the hub is stopped by the process group of the
 `make up` the test started."""
@@ -75,6 +75,7 @@ def make_up(built, no_gateway_engine, engine_env, tmp_path):
         "GPUHUB_HUB_PORT": str(free_port()),
         "GPUHUB_PROXY_API_URL": f"http://127.0.0.1:{free_port()}",
         "GPUHUB_USAGE_PORT": str(free_port()),
+        "GPUHUB_SSH_PORT": str(free_port()),
         "GPUHUB_NETWORK": f"{TEST_PREFIX}-first-run-{secrets.token_hex(3)}",
     }
     env.pop("GPUHUB_IMAGE", None)
