@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
 import socket
 import subprocess
 import threading
@@ -155,18 +156,22 @@ def test_a_vanished_client_leaves_no_shell_behind(hub, engine, alice, tty):
     wait_for(lambda: shells_in(engine, "alice") == [], "the shell to end (SIGHUP, as from sshd)", timeout=15)
 
 
-async def _start_tmux_and_vanish(hub: Hub, key: Path):
-    conn = await asyncssh.connect("127.0.0.1", hub.ssh_port, username="alice", client_keys=[str(key)],
-                                  known_hosts=None, agent_path=None, preferred_auth="publickey")
-    shell = await conn.create_process(term_type="xterm", term_size=(120, 40))
-    shell.stdin.write("tmux new -d -s training 'sleep 600' && echo started-$((6 * 7))\n")
-    while "started-42" not in await asyncio.wait_for(shell.stdout.readline(), 30):
-        pass
-    conn.abort()
-
-
 def test_a_tmux_session_outlives_the_ssh_connection(hub, engine, alice):
-    asyncio.run(_start_tmux_and_vanish(hub, alice))
+    """The system client with a terminal (ssh -tt) starts tmux, then is killed:
+    no exit, no EOF. The login shell is hung up; the tmux session lives on."""
+    client = subprocess.Popen(ssh_command(hub, "alice", alice, options=("-tt",)), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=CLIENT_ENV)
+    try:
+        client.stdin.write(b"tmux new -d -s training 'sleep 600' && echo started-$((6 * 7))\n")
+        client.stdin.flush()
+        seen, deadline = b"", time.monotonic() + 60
+        while b"started-42" not in seen:
+            assert time.monotonic() < deadline and client.poll() is None, seen
+            if select.select([client.stdout], [], [], 1)[0]:
+                seen += os.read(client.stdout.fileno(), 4096)
+    finally:
+        client.kill()
+        client.wait(10)
     wait_for(lambda: shells_in(engine, "alice") == [], "the login shell to be hung up", timeout=15)
     listed = ssh(hub, "alice", alice, "tmux ls -F '#{session_name} #{pane_current_command}'")
     assert listed.returncode == 0, listed.stderr
@@ -418,6 +423,20 @@ def test_scp_round_trip_through_the_home_volume(hub, engine, alice, tmp_path):
     assert result.returncode == 0, result.stderr
     assert back.read_bytes() == sent.read_bytes()
     print(f"scp 3 MiB up: {took:.2f} s")
+
+
+def test_sftp_puts_lists_and_gets_in_the_home_volume(hub, engine, alice, tmp_path):
+    sent = tmp_path / "notes.txt"
+    sent.write_text("epoch 3: loss 0.12\n")
+    batch = tmp_path / "batch"
+    batch.write_text(f"mkdir runs\nput {sent} runs/notes.txt\nls -l runs\nget runs/notes.txt {tmp_path}/back.txt\n")
+    result = subprocess.run(["sftp", "-P", str(hub.ssh_port), "-i", str(alice), *CLIENT_OPTIONS, "-b", str(batch),
+                             "alice@127.0.0.1"], capture_output=True, text=True, timeout=120, env=CLIENT_ENV)
+    assert result.returncode == 0, result.stderr
+    assert "notes.txt" in result.stdout
+    assert (tmp_path / "back.txt").read_text() == sent.read_text()
+    stored = engine.containers.get(f"{PREFIX}-alice").exec_run(["cat", "/home/jovyan/runs/notes.txt"], user="1000")
+    assert stored.output.decode() == sent.read_text()
 
 
 def test_an_image_without_sftp_server_says_so(engine):
