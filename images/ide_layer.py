@@ -34,7 +34,8 @@ from pathlib import Path
 from . import wheelhouse
 from .docker_cli import Docker
 from .recipe import (
-    CACHE, IMAGES, RECIPE_LABEL, REPO, BuildError, build_image, ensure_debian_base, fill, image_id, log, mb, recipe_hash,
+    CACHE, IMAGES, RECIPE_LABEL, REPO, BuildError, build_image, ensure_debian_base, fill, image_id, image_packages, log,
+    mb, recipe_hash,
 )
 from .versions import Catalog, Ide
 
@@ -63,7 +64,6 @@ def prepare(catalog: Catalog, docker: Docker, notebook_ref: str, target: wheelho
     node_wheel = fetch_node(spec, catalog.lowest_glibc)
     tarball = fetch_code_server(spec, node_wheel)
     ensure_debian_base(spec.builder_base, list(spec.builder_packages), REPO / ".cache" / "base-build", fresh)
-    from .build import image_packages  # the stacks' reading of what an image holds
     installed = image_packages(docker, notebook_ref)
     wheels = fill(wheelhouse.fill_on_top, list(spec.packages), target, installed)
     args = {

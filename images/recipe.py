@@ -127,6 +127,12 @@ def stage_context(source: Path, wheels: Path, name: str, extra: dict[str, Path] 
     return context
 
 
+def image_packages(docker: Docker, ref: str) -> dict[str, str]:
+    """name -> version of every Python package the image holds (its `python -m pip list`)."""
+    out = docker.in_image(ref, ["python", "-m", "pip", "list", "--format=json", "--disable-pip-version-check"])
+    return {item["name"]: item["version"] for item in json.loads(out)}
+
+
 def hub_version() -> str:
     """The hub's jupyterhub version: $HUB_VERSION, else `import jupyterhub` in the hub's
     Python ($HUB_PYTHON, else the repository's .venv, else this interpreter)."""

@@ -33,6 +33,16 @@ npm rebuild --foreground-scripts   # postinstall.mjs: trims the bundled TypeScri
 cd "$VSCODE/bin/remote-cli" && ln -sf code-linux.sh code-server
 cd "$VSCODE/bin/helpers" && ln -sf browser-linux.sh browser.sh
 
+# Extensions shipped with the image (images/ide/extensions/*.vsix): installed offline,
+# then moved among the built-in ones, so every user has them and can add their own.
+for vsix in /tmp/ide/extensions/*.vsix; do
+    [ -e "$vsix" ] || continue
+    /opt/code-server/bin/code-server --extensions-dir /tmp/vsix --install-extension "$vsix"
+done
+if [ -d /tmp/vsix ]; then
+    for folder in /tmp/vsix/*/; do mv "$folder" "$VSCODE/extensions/"; done
+fi
+
 # Every native module Linux needs must be there now.
 missing=""
 for module in @vscode/spdlog/build/Release/spdlog.node @vscode/sqlite3/build/Release/vscode-sqlite3.node \
