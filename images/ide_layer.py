@@ -157,7 +157,9 @@ def fetch_code_server(spec: Ide, node_wheel: Path) -> Path:
     with tarfile.open(partial, "w") as tar:
         tar.add(staging / "node_modules", arcname="node_modules")
     partial.rename(tarball)
-    shutil.rmtree(staging, ignore_errors=True)
+    # Only the tarball is needed from now on (≈ 600 MB of npm cache and unpacked Node less).
+    for leftover in (staging, CACHE / "ide" / "npm-cache", node.parent.parent.parent):
+        shutil.rmtree(leftover, ignore_errors=True)
     log(f"code-server {spec.code_server}: {mb(tarball.stat().st_size)} tarball in {time.monotonic() - started:.0f}s")
     return tarball
 
