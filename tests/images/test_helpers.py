@@ -2,6 +2,7 @@
 the HEALTHCHECK's URL, report folders. Fast, no Docker, no network."""
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,36 @@ def test_recipe_hash_covers_source_wheels_args_and_base(recipe_inputs):
     assert third != second
     (source / "Dockerfile").write_text("FROM y\n")
     assert recipe.recipe_hash(source, wheels, args, "sha256:1") != third
+
+
+def test_recipe_hash_covers_extra_context_files(recipe_inputs, tmp_path):
+    source, wheels = recipe_inputs
+    script, tarball = tmp_path / "glibc.py", tmp_path / "code-server.tar"
+    script.write_text("print(1)\n")
+    tarball.write_bytes(b"x" * 1_000_001)
+    extra = {"glibc.py": script, "code-server.tar": tarball}
+    first = recipe.recipe_hash(source, wheels, {}, "sha256:1", extra)
+    assert first != recipe.recipe_hash(source, wheels, {}, "sha256:1")
+    script.write_text("print(2)\n")  # small files count by content
+    second = recipe.recipe_hash(source, wheels, {}, "sha256:1", extra)
+    assert second != first
+    tarball.write_bytes(b"y" * 1_000_001)  # a big one by name and size (its version is a build argument)
+    assert recipe.recipe_hash(source, wheels, {}, "sha256:1", extra) == second
+    tarball.write_bytes(b"y" * 1_000_002)
+    assert recipe.recipe_hash(source, wheels, {}, "sha256:1", extra) != second
+
+
+def test_the_context_holds_the_extra_files(recipe_inputs, tmp_path):
+    source, wheels = recipe_inputs
+    extra_file = tmp_path / "node.whl"
+    extra_file.write_text("wheel")
+    context = recipe.stage_context(source, wheels, "ide", {"nodejs-1.whl": extra_file})
+    try:
+        assert sorted(p.name for p in context.iterdir()) == ["Dockerfile", "nodejs-1.whl", "wheelhouse"]
+        assert (context / "nodejs-1.whl").read_text() == "wheel"
+        assert sorted(p.name for p in (context / "wheelhouse").iterdir()) == ["a-1-py3-none-any.whl", "requirements.txt"]
+    finally:
+        shutil.rmtree(context.parent)
 
 
 def test_gate_summary_counts_checks_and_gives_the_throughput():
