@@ -75,8 +75,8 @@ def engine_env():
 
 @pytest.fixture(scope="session")
 def built(engine_env):
-    build = run_build(engine_env, "--local", "--stack", "rl")
-    print(f"\n----- gpuhub images build --local --stack rl ({build.seconds:.0f}s) -----\n{build.output}")
+    build = run_build(engine_env, "--local", "--stack", "rl", "--ide")
+    print(f"\n----- gpuhub images build --local --stack rl --ide ({build.seconds:.0f}s) -----\n{build.output}")
     build.remove_containers()
     yield build
     build.remove_containers()

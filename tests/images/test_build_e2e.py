@@ -19,6 +19,7 @@ pytestmark = pytest.mark.image_build
 LOCAL = versions.load().local
 NOTEBOOK = f"{versions.repository()}:{LOCAL.line}"
 STACK = f"{versions.repository('rl')}:{LOCAL.line}"
+IDE = f"{versions.repository('rl')}-ide:{LOCAL.line}"  # --ide: the IDE layer on the last image built
 
 
 def hub_version():
@@ -34,6 +35,7 @@ def test_build_says_what_it_built_and_measured(built):
     assert re.search(r"server ready \d+\.\d+s after docker run", out), out
     assert f"{NOTEBOOK} -> {LOCAL.line}-" in out
     assert f"{STACK} -> {LOCAL.line}-" in out
+    assert f"{IDE} -> {LOCAL.line}-" in out
 
 
 def test_local_build_records_the_cpu_torch_it_really_holds(built):
@@ -126,6 +128,24 @@ def test_stack_adds_its_packages_and_keeps_torch(built):
     notebook_size = int(built.docker("image", "inspect", "-f", "{{.Size}}", NOTEBOOK))
     stack_size = int(built.docker("image", "inspect", "-f", "{{.Size}}", STACK))
     assert 0 < stack_size - notebook_size < 100e6
+
+
+def test_ide_layer_adds_code_server_and_keeps_the_stack(built):
+    """`--ide` (images/ide): code-server on its own Node, jupyter-server-proxy in the
+    notebook server's Python with the VS Code entry; the stack and torch unchanged."""
+    spec = versions.load().ide
+    out = built.docker("run", "--rm", IDE, "sh", "-c",
+                       "/opt/code-server/bin/code-server --version | head -1; "
+                       "python -c 'import torch, stable_baselines3; print(torch.__version__)'; "
+                       "jupyter server extension list 2>&1 | grep jupyter_server_proxy; "
+                       "python -c 'from importlib.metadata import entry_points; "
+                       "print(sorted(e.name for e in entry_points(group=\"jupyter_serverproxy_servers\")))'").splitlines()
+    assert out[0].startswith(spec.code_server), out
+    assert out[1] == LOCAL.torch
+    assert "enabled" in out[2], out
+    assert out[3] == "['vscode']", out
+    assert built.docker("image", "inspect", "-f", "{{.Config.User}}", IDE) == built.docker(
+        "image", "inspect", "-f", "{{.Config.User}}", STACK)  # still the notebook user
 
 
 def test_reports_are_written_beside_the_image_metadata(built):
