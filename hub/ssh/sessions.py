@@ -54,7 +54,11 @@ while True:
     if not d: break
     os.write(1, d)
 """
-SAY_PID = 'echo "$$"; exec "$@"'  # the PID stays the same through exec
+# A TTY's process says its PID first (the PID stays the same through exec) and
+# sets the window size itself before the user's command runs: a resize through
+# the engine comes after the exec has started, too late for a command that reads
+# the size at once (Docker 20.10's exec start takes no console size).
+SAY_PID = 'echo "$$"; stty rows "$1" cols "$2" 2>/dev/null; shift 2; exec "$@"'
 ACTIVITY_INTERVAL = 300  # seconds; the idle culler's timeout is an hour by default
 LOOPBACK = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1", "ip6-localhost": "::1"}
 
@@ -203,18 +207,16 @@ class BridgeSession(asyncssh.SSHServerSession):
             command, tty = self.what_to_run()
             container = await self.server.container(self.say)
             environment = {"TERM": self.term} if tty else {}
-            if tty:  # the process says its PID first: hung up when the client goes (below)
-                command = ["/bin/sh", "-c", SAY_PID, "sh", *command]
+            if tty:  # its PID: hung up when the client goes (below)
+                width, height = self.size
+                command = ["/bin/sh", "-c", SAY_PID, "sh", str(height), str(width), *command]
             self.exec_id, self.stream = await self.server.engine.exec(
                 container, command, tty=tty, environment=environment)
         except (SessionError, EngineError) as error:
             await self.say(f"gpuhub ssh: {error}")
             self.chan.exit(1)
             return
-        pid = None
-        if tty:
-            await self.server.engine.resize(self.exec_id, *self.size)
-            pid = await self.read_pid()
+        pid = await self.read_pid() if tty else None
         feeding = asyncio.ensure_future(self.feed())
         ended = False
         try:
