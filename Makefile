@@ -84,11 +84,11 @@ integration: $(VENV)/.installed node_modules/.installed test-images /usr/bin/chr
 	$(PY) -m pytest tests/integration
 
 # Everything, in two lanes at once (most tests wait on containers, hubs and
-# timeouts, not on the CPU): the hub tests (tests/integration) in one; unit,
-# image and Ansible tests, then the login, spawn and options tests again on
-# JupyterHub 6, in the other. Each lane names its containers with its own
-# GPUHUB_TEST_PREFIX, so neither removes the other's. A lane's output is
-# printed when it ends.
+# timeouts, not on the CPU): the hub tests (tests/integration), then the login,
+# spawn and options tests again on JupyterHub 6, in one; unit, image, Ansible,
+# cohort and SSH/IDE tests in the other (it also builds the image line, cold).
+# Each run names its containers with its own GPUHUB_TEST_PREFIX, so none
+# removes another's. A lane's output is printed when it ends.
 test: $(VENV)/.installed $(VENV_ANSIBLE)/.installed $(VENV_JH6)/.installed node_modules/.installed test-images /usr/bin/chromium /usr/sbin/debootstrap
 	$(MAKE) test-images HUB_PY=$(VENV_JH6)/bin/python
 	$(MAKE) -j2 --output-sync=target test-lane-hubs test-lane-rest
@@ -96,9 +96,9 @@ test: $(VENV)/.installed $(VENV_ANSIBLE)/.installed $(VENV_JH6)/.installed node_
 .PHONY: test-lane-hubs test-lane-rest
 test-lane-hubs:
 	$(PY) -m pytest tests/integration
+	GPUHUB_TEST_PREFIX=gpuhubjh6 $(VENV_JH6)/bin/python -m pytest $(JH6_TESTS)
 test-lane-rest:
 	GPUHUB_TEST_PREFIX=gpuhubimg $(PY) -m pytest tests/unit tests/images tests/ansible tests/cohort tests/ssh
-	GPUHUB_TEST_PREFIX=gpuhubjh6 $(VENV_JH6)/bin/python -m pytest $(JH6_TESTS)
 
 # JupyterHub 6: a second venv from constraints-jh6.txt, its own test notebook
 # image (gpuhub/test-notebook:<6.x>), and the hub's login, spawn and options tests.

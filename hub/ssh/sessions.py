@@ -54,11 +54,12 @@ while True:
     if not d: break
     os.write(1, d)
 """
-# A TTY's process says its PID first (the PID stays the same through exec) and
-# sets the window size itself before the user's command runs: a resize through
-# the engine comes after the exec has started, too late for a command that reads
-# the size at once (Docker 20.10's exec start takes no console size).
-SAY_PID = 'echo "$$"; stty rows "$1" cols "$2" 2>/dev/null; shift 2; exec "$@"'
+# A TTY's process sets the window size itself before the user's command runs (a
+# resize through the engine comes after the exec has started, too late for a
+# command that reads the size at once; Docker 20.10's exec start takes no console
+# size), then says its PID (the same through exec). The client's resizes are
+# applied only after the PID is read, so none is overwritten by this first size.
+SAY_PID = 'stty rows "$1" cols "$2" 2>/dev/null; echo "$$"; shift 2; exec "$@"'
 ACTIVITY_INTERVAL = 300  # seconds; the idle culler's timeout is an hour by default
 LOOPBACK = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1", "ip6-localhost": "::1"}
 

@@ -133,19 +133,18 @@ def test_stack_adds_its_packages_and_keeps_torch(built):
 def test_ide_layer_adds_code_server_and_keeps_the_stack(built):
     """`--ide` (images/ide): code-server on its own Node, jupyter-server-proxy in the
     notebook server's Python with the VS Code entry; the stack and torch unchanged."""
-    spec = versions.load().ide
-    out = built.docker("run", "--rm", IDE, "sh", "-c",
-                       "/opt/code-server/bin/code-server --version | head -1; "
-                       "python -c 'import torch, stable_baselines3; print(torch.__version__)'; "
-                       "jupyter server extension list 2>&1 | grep jupyter_server_proxy; "
-                       "python -c 'from importlib.metadata import entry_points; "
-                       "print(sorted(e.name for e in entry_points(group=\"jupyter_serverproxy_servers\")))'").splitlines()
-    assert out[0].startswith(spec.code_server), out
-    assert out[1] == LOCAL.torch
-    assert "enabled" in out[2], out
-    assert out[3] == "['vscode']", out
-    assert built.docker("image", "inspect", "-f", "{{.Config.User}}", IDE) == built.docker(
-        "image", "inspect", "-f", "{{.Config.User}}", STACK)  # still the notebook user
+    def run(command: str) -> str:
+        return built.docker("run", "--rm", IDE, "sh", "-c", command)
+
+    assert versions.load().ide.code_server in run("/opt/code-server/bin/code-server --version").split()
+    assert run("python -c 'import torch, stable_baselines3; print(torch.__version__)'").strip() == LOCAL.torch
+    extensions = run("jupyter server extension list 2>&1")
+    assert any("jupyter_server_proxy" in line and "enabled" in line for line in extensions.splitlines()), extensions
+    entries = run("python -c 'from importlib.metadata import entry_points; "
+                  "print(sorted(e.name for e in entry_points(group=\"jupyter_serverproxy_servers\")))'")
+    assert entries.strip() == "['vscode']", entries
+    user = "{{.Config.User}}"
+    assert built.docker("image", "inspect", "-f", user, IDE) == built.docker("image", "inspect", "-f", user, STACK)
 
 
 def test_reports_are_written_beside_the_image_metadata(built):
