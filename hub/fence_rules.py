@@ -345,8 +345,18 @@ def hooks_of(network: str, lines: list[str]) -> list[str]:
     return [line for line in lines if f"--comment {tag(network)} " in normalize(line) + " "]
 
 
-def _jumps_to_docker_user(table: Table) -> bool:
-    return any(line.endswith("-j DOCKER-USER") for line in table.get("FORWARD", []))
+def _docker_user_first(table: Table) -> bool:
+    """FORWARD's first rule jumps to DOCKER-USER (as Docker keeps it): a rule
+    ahead of it (say, an ACCEPT for the bridge's subnet) decides before the fence."""
+    return (table.get("FORWARD") or [""])[0].endswith("-j DOCKER-USER")
+
+
+def _ahead_of(hook: str, lines: list[str]) -> str | None:
+    """The first rule that is not the fence's and comes before ``hook`` in its chain."""
+    for line in lines[: lines.index(hook)]:
+        if f"--comment {TAG_PREFIX}" not in line:
+            return line
+    return None
 
 
 def table_problems(table: Table, network: str, wanted: FamilyRules) -> list[str]:
@@ -362,8 +372,14 @@ def table_problems(table: Table, network: str, wanted: FamilyRules) -> list[str]
             problems.append(f"chain {parent} is missing")
         elif hooks_of(network, table[parent]) != [normalize(hook)]:
             problems.append(f"{parent} does not send the network's bridge to the fence (hook missing or stale)")
-    if not _jumps_to_docker_user(table):
+        elif ahead := _ahead_of(normalize(hook), table[parent]):
+            problems.append(f"{parent}: `{ahead}` comes before the fence's hook (what it accepts is never fenced)")
+    if not any(line.endswith("-j DOCKER-USER") for line in table.get("FORWARD", [])):
         problems.append("FORWARD does not jump to DOCKER-USER")
+    elif not _docker_user_first(table):
+        problems.append(
+            f"FORWARD: `{table['FORWARD'][0]}` comes before the jump to DOCKER-USER (what it accepts is never fenced)"
+        )
     return problems
 
 
@@ -375,7 +391,9 @@ def restore_payload(table: Table, network: str, wanted: FamilyRules) -> str:
     lines = []
     if "DOCKER-USER" not in table:
         lines.append(":DOCKER-USER - [0:0]")
-    if not _jumps_to_docker_user(table):
+    if not _docker_user_first(table):
+        if normalize(DOCKER_USER_HOOK) in table.get("FORWARD", []):
+            lines.append(DOCKER_USER_HOOK.replace("-A FORWARD", "-D FORWARD", 1))
         lines.append(DOCKER_USER_HOOK.replace("-A FORWARD", "-I FORWARD 1", 1))
     for chain, rules in wanted.chains.items():
         if table.get(chain) != [normalize(rule) for rule in rules]:
@@ -383,7 +401,7 @@ def restore_payload(table: Table, network: str, wanted: FamilyRules) -> str:
             lines += rules
     for parent, hook in wanted.hooks:
         present = hooks_of(network, table.get(parent, []))
-        if present != [normalize(hook)]:
+        if present != [normalize(hook)] or _ahead_of(normalize(hook), table[parent]):
             lines += [line.replace(f"-A {parent}", f"-D {parent}", 1) for line in present]
             lines.append(hook.replace(f"-A {parent}", f"-I {parent} 1", 1))
     return "\n".join(["*filter", *lines, "COMMIT", ""]) if lines else ""

@@ -20,6 +20,7 @@ import requests
 
 from gpuhub.images import versions
 from tests.images.conftest import REPO, TEST_PREFIX
+from tests.integration.hubrig import fence
 
 pytestmark = pytest.mark.image_build
 
@@ -94,6 +95,9 @@ def make_up(built, no_gateway_engine, engine_env, tmp_path):
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
         print(f"----- make up -----\n{log.read_text()[-4000:]}")
+        # `make up` fenced the network on this host; the rules would outlive the test.
+        removed = fence("remove", "--network", env["GPUHUB_NETWORK"])
+        assert removed.returncode == 0, removed.stderr
 
 
 def test_make_up_reaches_a_login_page_and_a_spawned_server(make_up, tmp_path):

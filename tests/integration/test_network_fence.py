@@ -7,9 +7,11 @@ is checked in the rules, never sent to.
 """
 
 import json
+import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 
 import docker
@@ -152,6 +154,57 @@ def test_containers_on_the_network_cannot_reach_each_other(make_network, engine)
     assert probe(engine, net.name, neighbour=(address, 8888)) == {"neighbour": "ConnectionRefusedError"}
     assert fence("remove", "--network", net.name).returncode == 0
     assert probe(engine, net.name, neighbour=(address, 8888)) == {"neighbour": "open"}
+
+
+@pytest.fixture
+def own_netns():
+    """run(*argv) in a network namespace of the test's own (empty iptables), so
+    rules a test puts there are seen by no other hub or test on this host."""
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "600"])
+    try:
+        wait_for(lambda: os.readlink(f"/proc/{holder.pid}/ns/net") != os.readlink("/proc/self/ns/net"),
+                 "the namespace", timeout=10)
+
+        def run(*argv):
+            return subprocess.run(["nsenter", f"--net=/proc/{holder.pid}/ns/net", *argv],
+                                  capture_output=True, text=True, timeout=120)
+        yield run
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_rule_ahead_of_the_fence_is_named_and_apply_goes_first(make_network, own_netns):
+    """A permissive rule put above the fence later (a firewall tool, a test rig's
+    ACCEPT) decides before it: check names the rule, apply puts the fence first."""
+    net = make_network("fence-ahead")
+    cli = [sys.executable, "-m", "gpuhub.hub.cli", "fence"]
+    args = ["--network", net.name, "--hub-ports", "18081"]
+    assert own_netns(*cli, "apply", *args).returncode == 0
+    forward_hook = "-A FORWARD -m comment --comment gpuhub-fence -j DOCKER-USER"
+    input_hook = f'-A INPUT -i {net.bridge} -m comment --comment "{tag(net.name)}" -j {chain_name("IN", net.name)}'
+    for rule in (["FORWARD", "1", "-i", net.bridge, "-o", net.bridge, "-j", "ACCEPT"],
+                 ["INPUT", "1", "-i", net.bridge, "-j", "ACCEPT"]):
+        assert own_netns("iptables", "-w", "-I", *rule).returncode == 0
+
+    checked = own_netns(*cli, "check", *args)
+    assert checked.returncode == 1
+    assert (
+        f"not fenced: iptables: INPUT: `-A INPUT -i {net.bridge} -j ACCEPT` comes before the fence's hook "
+        "(what it accepts is never fenced)"
+    ) in checked.stdout.splitlines()
+    assert (
+        f"not fenced: iptables: FORWARD: `-A FORWARD -i {net.bridge} -o {net.bridge} -j ACCEPT` comes before "
+        "the jump to DOCKER-USER (what it accepts is never fenced)"
+    ) in checked.stdout.splitlines()
+
+    applied = own_netns(*cli, "apply", *args)
+    assert applied.returncode == 0, applied.stderr
+    assert own_netns(*cli, "check", *args).returncode == 0
+    chains = {c: own_netns("iptables", "-w", "-S", c).stdout.splitlines() for c in ("FORWARD", "INPUT")}
+    assert chains["FORWARD"][1:3] == [forward_hook, f"-A FORWARD -i {net.bridge} -o {net.bridge} -j ACCEPT"]
+    assert chains["INPUT"][1:3] == [input_hook, f"-A INPUT -i {net.bridge} -j ACCEPT"]
+    assert own_netns(*cli, "apply", *args).stdout.strip() == f"fence for {net.name} already in place"
 
 
 def _answers(host, port) -> bool:

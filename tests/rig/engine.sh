@@ -109,9 +109,10 @@ ensure_forward_rule() {
     # Step: allow container<->container traffic inside $TEST_CIDR. dockerd runs with
     # --iptables=false, and on hosts where a system dockerd set the FORWARD policy to
     # DROP, br_netfilter would otherwise drop traffic between containers on our bridges.
+    # Appended, after the jump to DOCKER-USER: the fence decides first.
     command -v iptables >/dev/null 2>&1 || { log "iptables not found; not adding the FORWARD rule (container<->container traffic may be dropped if FORWARD policy is DROP)"; return 0; }
     iptables -w -C "${FWD_RULE[@]}" 2>/dev/null && return 0
-    iptables -w -I "${FWD_RULE[0]}" 1 "${FWD_RULE[@]:1}" 2>/dev/null \
+    iptables -w -A "${FWD_RULE[@]}" 2>/dev/null \
         || log "WARNING: could not add iptables rule '${FWD_RULE[*]}'; container<->container traffic may be dropped if FORWARD policy is DROP"
 }
 

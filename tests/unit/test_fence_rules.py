@@ -11,6 +11,7 @@ from gpuhub.hub.fence_rules import (
     Opening,
     build_fence,
     chain_name,
+    normalize,
     parse_table,
     private_nameservers,
     restore_payload,
@@ -180,6 +181,39 @@ def test_restore_payload_from_nothing_then_nothing_to_do():
     in_place = _table_with(fence, "-A DOCKER-USER -i br-other -m comment --comment gpuhub-fence:gpuhub-test -j X")
     assert restore_payload(in_place, "gpuhub", fence) == ""
     assert table_problems(in_place, "gpuhub", fence) == []
+
+
+def test_a_rule_ahead_of_the_fence_is_named_and_the_fence_moves_first():
+    fence = build_fence(FenceSettings(), FACTS)["iptables"]
+    in_place = _table_with(fence)
+    permissive = "-A FORWARD -s 172.18.0.0/16 -d 172.18.0.0/16 -j ACCEPT"
+    ours = "-A FORWARD -m comment --comment gpuhub-fence -j DOCKER-USER"
+    # Docker's own jump, pushed down by a rule inserted above it: ours goes on top.
+    pushed = {**in_place, "FORWARD": [permissive, *in_place["FORWARD"]]}
+    assert table_problems(pushed, "gpuhub", fence) == [
+        f"FORWARD: `{permissive}` comes before the jump to DOCKER-USER (what it accepts is never fenced)"
+    ]
+    assert restore_payload(pushed, "gpuhub", fence).splitlines() == [
+        "*filter", ours.replace("-A FORWARD", "-I FORWARD 1"), "COMMIT"
+    ]
+    # Our own jump pushed down: moved, not doubled.
+    ours_pushed = {**in_place, "FORWARD": [permissive, ours]}
+    assert restore_payload(ours_pushed, "gpuhub", fence).splitlines() == [
+        "*filter", ours.replace("-A FORWARD", "-D FORWARD"), ours.replace("-A FORWARD", "-I FORWARD 1"), "COMMIT"
+    ]
+    # An INPUT rule above our hook; other networks' fence hooks above it are fine.
+    hook = normalize(dict(fence.hooks)["INPUT"])
+    other = "-A INPUT -i br-other -m comment --comment gpuhub-fence:other -j GPUHUB-IN-other"
+    assert table_problems({**in_place, "INPUT": [other, hook]}, "gpuhub", fence) == []
+    accept = "-A INPUT -i br-0123456789ab -j ACCEPT"
+    shadowed = {**in_place, "INPUT": [accept, hook]}
+    assert table_problems(shadowed, "gpuhub", fence) == [
+        f"INPUT: `{accept}` comes before the fence's hook (what it accepts is never fenced)"
+    ]
+    assert restore_payload(shadowed, "gpuhub", fence).splitlines() == [
+        "*filter", hook.replace("-A INPUT", "-D INPUT"), dict(fence.hooks)["INPUT"].replace("-A INPUT", "-I INPUT 1"),
+        "COMMIT",
+    ]
 
 
 def test_a_recreated_network_replaces_the_stale_hook_and_keeps_others():
