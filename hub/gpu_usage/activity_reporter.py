@@ -14,6 +14,7 @@ import time
 from typing import Callable
 
 from .gpu_activity import due
+from .lifecycle import every
 from .reclaimer import HubServers
 from .tracker import Sample, Server, holder_name
 
@@ -55,9 +56,4 @@ class ActivityReporter:
                              "may stop it; trying again in %.0f s", holder_name(server), error, self.interval)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except Exception:
-                self.log.exception("GPU activity check failed; trying again in %ss", self.period)
-            await asyncio.sleep(self.period)
+        await every(self.period, self.check, self.log, "GPU activity check")

@@ -92,3 +92,15 @@ async def watch_parent(parent: int, stop: asyncio.Event, log: logging.Logger,
             stop.set()
             return
         await asyncio.sleep(interval)
+
+
+async def every(interval: float, step, log: logging.Logger, what: str) -> None:
+    """Await ``step()`` every ``interval`` seconds (start to start), forever; a
+    step that fails is logged and the next one comes on time."""
+    while True:
+        started = time.monotonic()
+        try:
+            await step()
+        except Exception:
+            log.exception("%s failed; trying again in %ss", what, interval)
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))

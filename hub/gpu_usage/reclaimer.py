@@ -25,6 +25,7 @@ from urllib.parse import quote
 from dateutil.parser import isoparse
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from .lifecycle import every
 from .reclaim import Action, Verdict, decide
 from .reclaim_log import Reclaim, ReclaimLog
 from .tracker import Sample, Server, holder_name
@@ -162,9 +163,4 @@ class Reclaimer:
         await asyncio.to_thread(self.record.write, record)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except Exception:
-                self.log.exception("GPU reclaim check failed; trying again in %ss", self.interval)
-            await asyncio.sleep(self.interval)
+        await every(self.interval, self.check, self.log, "GPU reclaim check")

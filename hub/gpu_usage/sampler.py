@@ -18,6 +18,7 @@ from gpuhub.spawner import labels as gpu_labels
 from gpuhub.spawner.inventory import NvmlInventory
 
 from . import attribution
+from .lifecycle import every
 from .store import UsageStore
 from .tracker import Sample, Server, Tracker
 from .warn_once import WarnOnce
@@ -125,10 +126,4 @@ class Sampler:
         return sample
 
     async def run(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                await self.sample_once()
-            except Exception:
-                self.log.exception("GPU sample failed; trying again in %ss", self.interval)
-            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+        await every(self.interval, self.sample_once, self.log, "GPU sample")

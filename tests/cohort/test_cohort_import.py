@@ -20,6 +20,7 @@ from tests.integration.hubrig import (
     REPO,
     Hub,
     other_prefix,
+    running_hub,
     wait_for,
 )
 
@@ -60,14 +61,10 @@ PEOPLE_CSV = "username,team,role\n" + "".join(f"{u},green,\n" for u in TEAMS["gr
 
 @pytest.fixture(scope="module")
 def hub(request, engine, nvml_library, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("cohort-hub")
-    nvml = FakeNVML(workdir / "gpus.state")
-    nvml.write(FakeNVML.make_gpus(1))
-    hub = Hub(workdir=workdir, nvml=nvml).start()
-    yield hub
-    if request.session.testsfailed:
-        print(f"\n----- hub log ({hub.log_path}) -----\n{hub.log_tail(200)}")
-    hub.stop()
+    with running_hub(tmp_path_factory.mktemp("cohort-hub"), 1) as hub:
+        yield hub
+        if request.session.testsfailed:
+            print(f"\n----- hub log ({hub.log_path}) -----\n{hub.log_tail(200)}")
 
 
 def organizer_token(hub) -> str:

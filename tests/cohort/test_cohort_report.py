@@ -18,9 +18,8 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 
 from gpuhub.hub.cohort import names
-from tests.fakes.fake_gpus import FakeNVML
 from tests.integration.hubrig import (
-    PREFIX, REPO, Hub, container_of, docker_client, wait_for,
+    PREFIX, REPO, container_of, docker_client, running_hub, wait_for,
 )
 
 USAGE = "/services/gpu-usage"
@@ -44,32 +43,26 @@ def make_group(hub, name, properties, users):
 
 @pytest.fixture(scope="module")
 def hub(engine, nvml_library, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("cohort-report")
-    nvml = FakeNVML(workdir / "gpus.state")
-    nvml.write(FakeNVML.make_gpus(3))
-    hub = Hub(workdir=workdir, nvml=nvml, extra_config=INSTRUCTORS, extra_env={
+    with running_hub(tmp_path_factory.mktemp("cohort-report"), 3, extra_config=INSTRUCTORS, extra_env={
         "GPUHUB_USAGE_INTERVAL": "1",
         "GPUHUB_USAGE_GROUPS_INTERVAL": "1",
         "GPUHUB_USAGE_STORAGE_INTERVAL": "2",
         "GPUHUB_USAGE_CONTAINER_PREFIX": f"{PREFIX}-",
         "GPUHUB_HOME_SOFT_LIMIT": f"{SOFT_LIMIT_MB}M",
-    })
-    hub.start()
-    try:
-        hub.create_users("r1", "r2", "b1", "q1", "loner")
-        make_group(hub, "c1", {names.COHORT: "c1"}, ["r1", "r2", "b1", "loner"])
-        make_group(hub, "c1-red", {names.COHORT: "c1", names.TEAM: "red"}, ["r1", "r2"])
-        make_group(hub, "c1-blue", {names.COHORT: "c1", names.TEAM: "blue"}, ["b1"])
-        make_group(hub, "c2", {names.COHORT: "c2"}, ["q1"])
-        time.sleep(2)  # the service reads the groups every second: the peaks count from here
-        for name in ("r1", "r2", "b1"):
-            hub.start_server(name, {"gpus": 1})
+    }) as hub:
+        try:
+            hub.create_users("r1", "r2", "b1", "q1", "loner")
+            make_group(hub, "c1", {names.COHORT: "c1"}, ["r1", "r2", "b1", "loner"])
+            make_group(hub, "c1-red", {names.COHORT: "c1", names.TEAM: "red"}, ["r1", "r2"])
+            make_group(hub, "c1-blue", {names.COHORT: "c1", names.TEAM: "blue"}, ["b1"])
+            make_group(hub, "c2", {names.COHORT: "c2"}, ["q1"])
+            time.sleep(2)  # the service reads the groups every second: the peaks count from here
+            for name in ("r1", "r2", "b1"):
+                hub.start_server(name, {"gpus": 1})
+        except BaseException:
+            print(f"\n----- hub log ({hub.log_path}) -----\n{hub.log_tail(200)}")
+            raise
         yield hub
-    except BaseException:
-        print(f"\n----- hub log ({hub.log_path}) -----\n{hub.log_tail(200)}")
-        raise
-    finally:
-        hub.stop()
 
 
 def admin_token(hub):

@@ -16,8 +16,7 @@ import pytest
 
 from gpuhub.hub.cohort.names import COHORT, ENDS, STARTS, TEAM
 from gpuhub.spawner.labels import ENDS_LABEL
-from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import IMAGE, PREFIX, REPO, Hub, container_of, wait_for
+from tests.integration.hubrig import IMAGE, PREFIX, REPO, container_of, running_hub, wait_for
 
 USAGE = "/services/gpu-usage"
 HOME = "/home/jovyan"
@@ -33,18 +32,12 @@ def utc_now() -> datetime.datetime:
 
 @pytest.fixture(scope="module")
 def hub(engine, nvml_library, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("cohort-spaces")
-    nvml = FakeNVML(workdir / "gpus.state")
-    nvml.write(FakeNVML.make_gpus(1))
-    hub = Hub(workdir=workdir, nvml=nvml, extra_env={
+    with running_hub(tmp_path_factory.mktemp("cohort-spaces"), 1, extra_env={
         "GPUHUB_USAGE_INTERVAL": "1",
         "GPUHUB_RECLAIM_INTERVAL": "1",
         "GPUHUB_USAGE_CONTAINER_PREFIX": f"{PREFIX}-",
-    })
-    try:
-        yield hub.start()
-    finally:
-        hub.stop()
+    }) as hub:
+        yield hub
 
 
 def set_properties(hub, group: str, properties: dict):

@@ -12,12 +12,8 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from gpuhub.hub.cohort import names
-from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import IMAGE, PREFIX, Hub, container_of, wait_for
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+from tests.integration.hubrig import IMAGE, PREFIX, container_of, running_hub, wait_for
+from tests.integration.test_spawn_form_browser import CHROMIUM, CHROMIUM_ARGS, browser_login
 PASSWORD = "gpuhub-Reset-pass-1"
 TORCH = ".local/lib/python3.11/site-packages/torch/__init__.py"
 BROKEN_HOME = (
@@ -44,13 +40,8 @@ c.JupyterHub.load_roles.append({{
 
 @pytest.fixture(scope="module")
 def hub(engine, nvml_library, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("reset-hub")
-    nvml = FakeNVML(workdir / "gpus.state")
-    nvml.write(FakeNVML.make_gpus(2), ())
-    hub = Hub(workdir=workdir, nvml=nvml, extra_config=COHORT)
-    hub.start()
-    yield hub
-    hub.stop()
+    with running_hub(tmp_path_factory.mktemp("reset-hub"), 2, extra_config=COHORT) as hub:
+        yield hub
 
 
 def in_home(engine, user: str, command: str) -> str:
@@ -97,10 +88,7 @@ def test_a_user_resets_their_server_from_the_home_page(hub, engine):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
-        page.goto(f"{hub.url}/hub/login")
-        page.fill("input[name=username]", "ann")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("#login_submit")
+        browser_login(page, hub, "ann", PASSWORD)
         page.goto(f"{hub.url}/hub/home")
         page.click("#gpuhub-reset")
         moves = page.locator("#gpuhub-reset-moves")

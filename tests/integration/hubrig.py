@@ -6,6 +6,7 @@ configurable-http-proxy, the private Docker engine, and fake GPUs (NVML only).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -349,6 +350,21 @@ def container_of(client: docker.DockerClient, user: str):
 def gpus_of(container) -> list[str]:
     requests_ = container.attrs["HostConfig"].get("DeviceRequests") or []
     return [uuid for request in requests_ for uuid in request.get("DeviceIDs") or []]
+
+
+@contextlib.contextmanager
+def running_hub(workdir: Path, gpus: int, **hub_fields):
+    """A module's hub on ``gpus`` fake GPUs of its own (``hub_fields`` go to Hub);
+    stopped after, with the engine's test objects. The test-scoped twin is
+    tests/conftest.py's ``start_hub``."""
+    nvml = FakeNVML(workdir / "gpus.state")
+    nvml.write(FakeNVML.make_gpus(gpus))
+    hub = Hub(workdir=workdir, nvml=nvml, **hub_fields)
+    try:
+        yield hub.start()
+    finally:
+        hub.stop()
+        remove_test_objects(docker_client())
 
 
 def remove_test_objects(client: docker.DockerClient):

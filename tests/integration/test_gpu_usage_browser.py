@@ -14,7 +14,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.fakes.fake_gpus import FakeNVML, FakeProcess
 from tests.integration.hubrig import PREFIX, container_of, gpus_of, wait_for
-from tests.integration.test_spawn_form_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.integration.test_spawn_form_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, browser_login
 
 PASSWORD = "gpuhub-Test-pass-1"  # hubrig's Hub.login default
 
@@ -36,11 +36,7 @@ def browser():
 
 def log_in(browser, hub, name, password=PASSWORD):
     page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", password)
-    page.click("#login_submit")
-    page.wait_for_url(lambda url: "/login" not in url)  # to the user's server or home
+    browser_login(page, hub, name, password)
     return page
 
 

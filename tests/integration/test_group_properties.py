@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from gpuhub.spawner.labels import SERVER_LABEL, USER_LABEL
 from tests.fakes.fake_gpus import FakeNVML
 from tests.integration.hubrig import REPO, Hub, container_of, gpus_of
-from tests.integration.test_spawn_form_browser import ARTIFACTS, page  # noqa: F401 (fixture)
+from tests.integration.test_spawn_form_browser import ARTIFACTS, browser_login, page  # noqa: F401 (fixture)
 
 GIB = 1 << 30
 QUOTA_1 = "gpus must be a whole number from 0 to 1 (your GPU quota), got 2."
@@ -82,10 +82,7 @@ def test_an_admin_edits_group_properties_on_the_admin_page(start_hub, page):  # 
     """JupyterHub's own admin page stores property values as text: "3" works as 3."""
     hub = start_hub(FakeNVML.make_gpus(4), extra_config="c.GPUDockerSpawner.gpu_quota = 1\n")
     hub.create_users("pat", groups=("class",))
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", hub.admin_password)
-    page.click("#login_submit")
+    browser_login(page, hub, "admin", hub.admin_password)
     page.goto(f"{hub.url}/hub/admin#/groups")
     page.get_by_role("link", name="class").click()
     properties = page.locator(".properties-table tbody tr").last.locator("input")

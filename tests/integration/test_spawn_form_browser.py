@@ -24,6 +24,15 @@ CHROMIUM_ARGS = [
 PASSWORD = "gpuhub-Browser-pass-1"
 
 
+def browser_login(page, hub, name, password):
+    """Sign in on the hub's login page as a person does; returns once the hub let the page on."""
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", password)
+    page.click("#login_submit")
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
 @pytest.fixture
 def page():
     ARTIFACTS.mkdir(exist_ok=True)
@@ -47,10 +56,7 @@ def test_user_picks_gpus_in_the_spawn_form(start_hub, engine, page):
     admin = hub.login("admin")
     assert admin.get(f"{hub.url}/hub/authorize/ann", timeout=30).status_code == 200
 
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("input[name=username]", "ann")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("#login_submit")
+    browser_login(page, hub, "ann", PASSWORD)
     page.goto(f"{hub.url}/hub/spawn")
 
     help_text = page.locator("#gpuhub-gpus-help")

@@ -131,7 +131,24 @@ clear_stale_containerd() {
     rm -f "$pidfile"
 }
 
+hook_gone() {
+    # The running dockerd finds the fake hook on the PATH it was started with; a
+    # checkout removed since (a deleted git worktree) leaves it none, and every
+    # GPU spawn then fails with "nvidia-container-runtime-hook not found".
+    local pid dir dirs
+    pid="$(daemon_pid)" || return 1
+    IFS=: read -ra dirs <<<"$(tr '\0' '\n' <"/proc/$pid/environ" | sed -n 's/^PATH=//p')"
+    for dir in "${dirs[@]}"; do
+        [ -x "$dir/nvidia-container-runtime-hook" ] && return 1
+    done
+    return 0
+}
+
 cmd_start() {
+    if engine_answers && [ "$(id -u)" -eq 0 ] && hook_gone; then
+        log "the running dockerd no longer finds its fake NVIDIA hook (started from a removed checkout?): restarting it with $HOOK"
+        cmd_stop
+    fi
     if engine_answers; then
         # Re-adding the FORWARD rule is idempotent (a firewall reload may have dropped it).
         [ "$(id -u)" -ne 0 ] || ensure_forward_rule

@@ -16,9 +16,8 @@ import requests
 from playwright.sync_api import sync_playwright
 
 from gpuhub.images import ide_layer, versions
-from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import IMAGE, Hub, container_of, remove_test_objects, wait_for
-from tests.integration.test_spawn_form_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.integration.hubrig import IMAGE, Hub, container_of, running_hub, wait_for
+from tests.integration.test_spawn_form_browser import CHROMIUM, CHROMIUM_ARGS, browser_login
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PASSWORD = "gpuhub-Test-pass-1"
@@ -32,16 +31,9 @@ def ide_image(engine) -> str:
 
 @pytest.fixture(scope="module")
 def hub(engine, nvml_library, ide_image, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("ide-hub")
-    nvml = FakeNVML(workdir / "gpus.state")
-    nvml.write(FakeNVML.make_gpus(2))
-    hub = Hub(workdir=workdir, nvml=nvml, extra_config=f"c.GPUDockerSpawner.image = {ide_image!r}\n")
-    hub.start()
-    try:
+    extra_config = f"c.GPUDockerSpawner.image = {ide_image!r}\n"
+    with running_hub(tmp_path_factory.mktemp("ide-hub"), 2, extra_config=extra_config) as hub:
         yield hub
-    finally:
-        hub.stop()
-        remove_test_objects(engine)
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +110,7 @@ def test_the_browser_ide_opens_from_jupyterlab(hub, engine, alice):
         context = browser.new_context(viewport={"width": 1200, "height": 800})
         try:
             page = context.new_page()
-            page.goto(f"{hub.url}/hub/login")
-            page.fill("input[name=username]", "alice")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("#login_submit")
+            browser_login(page, hub, "alice", PASSWORD)
             page.goto(f"{hub.url}/user/alice/lab")
             card = page.locator(".jp-LauncherCard[title='VS Code'], .jp-LauncherCard:has-text('VS Code')").first
             card.wait_for(timeout=120_000)

@@ -21,24 +21,15 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from tests.fakes.fake_gpus import FakeNVML
 from gpuhub.hub.ssh.sessions import SFTP_SERVER
-from tests.integration.hubrig import IMAGE, PREFIX, Hub, remove_test_objects, wait_for
+from tests.integration.hubrig import IMAGE, PREFIX, Hub, running_hub, wait_for
 
 ACCOUNT_PASSWORD = "gpuhub-Test-pass-1"
 GPUS = 6  # alice, bob, carol, dave, ivan and alice's named server: one each (a start takes 1 by default)
 @pytest.fixture(scope="module")
 def hub(engine, nvml_library, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("ssh-hub")
-    nvml = FakeNVML(workdir / "gpus.state")
-    nvml.write(FakeNVML.make_gpus(GPUS))
-    hub = Hub(workdir=workdir, nvml=nvml, extra_env={"GPUHUB_SSH_MAX_FAILURES": "6"})
-    hub.start()
-    try:
+    with running_hub(tmp_path_factory.mktemp("ssh-hub"), GPUS, extra_env={"GPUHUB_SSH_MAX_FAILURES": "6"}) as hub:
         yield hub
-    finally:
-        hub.stop()
-        remove_test_objects(engine)
 
 
 def keypair(folder: Path, name: str) -> Path:
@@ -55,6 +46,17 @@ def authorize(engine, user: str, key: Path):
         ["sh", "-c", 'mkdir -p ~/.ssh && chmod 700 ~/.ssh && printf "%s\\n" "$1" >> ~/.ssh/authorized_keys', "sh", public],
         user="1000")
     assert result.exit_code == 0, result.output
+
+
+def user_with_key(hub: Hub, engine, folder: Path, user: str, stopped=False) -> Path:
+    """A new hub user whose server has their key authorized (then stopped, if asked)."""
+    hub.create_users(user)
+    hub.start_server(user)
+    key = keypair(folder, user)
+    authorize(engine, user, key)
+    if stopped:
+        hub.stop_server(user)
+    return key
 
 
 CLIENT_ENV = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}  # only the test's keys
@@ -180,10 +182,7 @@ def test_a_tmux_session_outlives_the_ssh_connection(hub, engine, alice):
 
 
 def test_other_users_key_and_unknown_user_get_the_same_refusal(hub, engine, alice, tmp_path):
-    hub.create_users("bob")
-    hub.start_server("bob")
-    bob = keypair(tmp_path, "bob")
-    authorize(engine, "bob", bob)
+    bob = user_with_key(hub, engine, tmp_path, "bob")
     assert ssh(hub, "bob", bob, "echo $JUPYTERHUB_USER").stdout.strip() == "bob"
     as_bob = ssh(hub, "bob", alice, "echo $JUPYTERHUB_USER")  # alice's key, bob's name
     nobody = ssh(hub, "nobody", alice, "true")
@@ -194,11 +193,7 @@ def test_other_users_key_and_unknown_user_get_the_same_refusal(hub, engine, alic
 
 
 def test_ssh_to_a_stopped_server_starts_it(hub, engine, tmp_path):
-    hub.create_users("carol")
-    hub.start_server("carol")
-    key = keypair(tmp_path, "carol")
-    authorize(engine, "carol", key)
-    hub.stop_server("carol")
+    key = user_with_key(hub, engine, tmp_path, "carol", stopped=True)
     started = time.monotonic()
     result = ssh(hub, "carol", key, "whoami; echo $JUPYTERHUB_USER")
     took = time.monotonic() - started
@@ -234,11 +229,7 @@ def test_a_named_server_is_user_slash_name(hub, engine, alice):
 
 def test_a_start_over_ssh_shows_the_queue_position(hub, engine, tmp_path):
     """All GPUs held: the SSH client is told its place in the GPU queue, then gets in."""
-    hub.create_users("dave")
-    hub.start_server("dave")
-    key = keypair(tmp_path, "dave")
-    authorize(engine, "dave", key)
-    hub.stop_server("dave")
+    key = user_with_key(hub, engine, tmp_path, "dave", stopped=True)
     fillers = []
     for name in ("erin", "frank", "grace", "heidi", "judy"):  # until the fake GPUs are all held
         running = [u for u in hub.api("GET", "/users").json() if (u["servers"].get("") or {}).get("ready")]
@@ -457,11 +448,7 @@ def test_an_image_without_sftp_server_says_so(engine):
 def test_only_this_hubs_container_of_the_user_is_ever_entered(hub, engine, tmp_path):
     """Found by the labels user + default server + this hub, never by name: a
     container that claims to be ivan's but belongs to another hub is left alone."""
-    hub.create_users("ivan")
-    hub.start_server("ivan")
-    key = keypair(tmp_path, "ivan")
-    authorize(engine, "ivan", key)
-    hub.stop_server("ivan")
+    key = user_with_key(hub, engine, tmp_path, "ivan", stopped=True)
     decoy = engine.containers.run(
         IMAGE, ["sleep", "600"], entrypoint=[], name=f"{PREFIX}-ivan-decoy", detach=True, user="1000",
         labels={"gpuhub.user": "ivan", "gpuhub.server": "", "gpuhub.hub": "another-hub"}, network_disabled=True)
