@@ -345,17 +345,49 @@ def hooks_of(network: str, lines: list[str]) -> list[str]:
     return [line for line in lines if f"--comment {tag(network)} " in normalize(line) + " "]
 
 
-def _docker_user_first(table: Table) -> bool:
-    """FORWARD's first rule jumps to DOCKER-USER (as Docker keeps it): a rule
-    ahead of it (say, an ACCEPT for the bridge's subnet) decides before the fence."""
-    return (table.get("FORWARD") or [""])[0].endswith("-j DOCKER-USER")
+# Targets that never let a packet through: a rule with one of them (or none, a
+# counter) above the fence cannot take traffic past it.
+_STOPS_OR_GOES_ON = ("DROP", "REJECT", "LOG", "NFLOG", "")
 
 
-def _ahead_of(hook: str, lines: list[str]) -> str | None:
-    """The first rule that is not the fence's and comes before ``hook`` in its chain."""
-    for line in lines[: lines.index(hook)]:
-        if f"--comment {TAG_PREFIX}" not in line:
-            return line
+def _target(rule: str) -> str:
+    words = rule.split()
+    for flag in ("-j", "-g"):
+        if flag in words[:-1]:
+            return words[words.index(flag) + 1]
+    return ""
+
+
+def _may_accept(rule: str, table: Table) -> bool:
+    """Whether traffic ``rule`` matches may be let through by it before the fence:
+    not when it drops, rejects, logs or only counts; not when it jumps to a chain
+    that does only that and RETURNs (fail2ban's and sshguard's); not one of the
+    fence's own hooks (other networks' bridges). Anything else may (ACCEPT, RETURN
+    to the policy, a chain that accepts, a goto, a queue to a program)."""
+    if f"--comment {TAG_PREFIX}" in rule:
+        return False
+    target = _target(rule)
+    if target in _STOPS_OR_GOES_ON:
+        return False
+    if "-j" in rule.split() and target in table:
+        return any(_target(inner) not in (*_STOPS_OR_GOES_ON, "RETURN") for inner in table[target])
+    return True
+
+
+def _ahead_of(lines: list[str], position: int, table: Table) -> str | None:
+    """The first rule above ``position`` that may let traffic past the fence."""
+    return next((line for line in lines[:position] if _may_accept(line, table)), None)
+
+
+def _forward_unfenced(table: Table) -> str | None:
+    """Why FORWARD may let traffic past DOCKER-USER (where the fence is): no jump
+    to it, or a rule above the first that may accept; None when it cannot."""
+    forward = table.get("FORWARD", [])
+    jumps = [i for i, line in enumerate(forward) if line.endswith("-j DOCKER-USER")]
+    if not jumps:
+        return "FORWARD does not jump to DOCKER-USER"
+    if ahead := _ahead_of(forward, jumps[0], table):
+        return f"FORWARD: `{ahead}` comes before the jump to DOCKER-USER (what it accepts is never fenced)"
     return None
 
 
@@ -372,14 +404,10 @@ def table_problems(table: Table, network: str, wanted: FamilyRules) -> list[str]
             problems.append(f"chain {parent} is missing")
         elif hooks_of(network, table[parent]) != [normalize(hook)]:
             problems.append(f"{parent} does not send the network's bridge to the fence (hook missing or stale)")
-        elif ahead := _ahead_of(normalize(hook), table[parent]):
+        elif ahead := _ahead_of(table[parent], table[parent].index(normalize(hook)), table):
             problems.append(f"{parent}: `{ahead}` comes before the fence's hook (what it accepts is never fenced)")
-    if not any(line.endswith("-j DOCKER-USER") for line in table.get("FORWARD", [])):
-        problems.append("FORWARD does not jump to DOCKER-USER")
-    elif not _docker_user_first(table):
-        problems.append(
-            f"FORWARD: `{table['FORWARD'][0]}` comes before the jump to DOCKER-USER (what it accepts is never fenced)"
-        )
+    if unfenced := _forward_unfenced(table):
+        problems.append(unfenced)
     return problems
 
 
@@ -391,7 +419,7 @@ def restore_payload(table: Table, network: str, wanted: FamilyRules) -> str:
     lines = []
     if "DOCKER-USER" not in table:
         lines.append(":DOCKER-USER - [0:0]")
-    if not _docker_user_first(table):
+    if _forward_unfenced(table):
         if normalize(DOCKER_USER_HOOK) in table.get("FORWARD", []):
             lines.append(DOCKER_USER_HOOK.replace("-A FORWARD", "-D FORWARD", 1))
         lines.append(DOCKER_USER_HOOK.replace("-A FORWARD", "-I FORWARD 1", 1))
@@ -401,7 +429,7 @@ def restore_payload(table: Table, network: str, wanted: FamilyRules) -> str:
             lines += rules
     for parent, hook in wanted.hooks:
         present = hooks_of(network, table.get(parent, []))
-        if present != [normalize(hook)] or _ahead_of(normalize(hook), table[parent]):
+        if present != [normalize(hook)] or _ahead_of(table[parent], table[parent].index(present[0]), table):
             lines += [line.replace(f"-A {parent}", f"-D {parent}", 1) for line in present]
             lines.append(hook.replace(f"-A {parent}", f"-I {parent} 1", 1))
     return "\n".join(["*filter", *lines, "COMMIT", ""]) if lines else ""

@@ -216,6 +216,34 @@ def test_a_rule_ahead_of_the_fence_is_named_and_the_fence_moves_first():
     ]
 
 
+
+def test_rules_above_the_fence_that_cannot_let_traffic_through_are_left_alone():
+    """fail2ban inserts its jump at the top of INPUT after the fence: its chain only
+    rejects and RETURNs, so the fence still decides; a chain that accepts does not."""
+    fence = build_fence(FenceSettings(), FACTS)["iptables"]
+    in_place = _table_with(fence)
+    hook = normalize(dict(fence.hooks)["INPUT"])
+    fail2ban = {
+        **in_place,
+        "INPUT": ["-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd", "-A INPUT -j LOG", hook],
+        "f2b-sshd": ["-A f2b-sshd -s 192.0.2.7/32 -j REJECT --reject-with icmp-port-unreachable",
+                     "-A f2b-sshd -j RETURN"],
+        "FORWARD": ["-A FORWARD -m conntrack --ctstate INVALID -j DROP", *in_place["FORWARD"]],
+    }
+    assert table_problems(fail2ban, "gpuhub", fence) == []
+    assert restore_payload(fail2ban, "gpuhub", fence) == ""
+    allows = {**fail2ban, "f2b-sshd": ["-A f2b-sshd -s 192.0.2.8/32 -j ACCEPT", "-A f2b-sshd -j RETURN"]}
+    assert table_problems(allows, "gpuhub", fence) == [
+        "INPUT: `-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd` comes before the fence's hook "
+        "(what it accepts is never fenced)"
+    ]
+    returns = {**in_place, "FORWARD": ["-A FORWARD -i br-0123456789ab -j RETURN", *in_place["FORWARD"]]}
+    assert table_problems(returns, "gpuhub", fence) == [  # RETURN from FORWARD: its policy, ACCEPT
+        "FORWARD: `-A FORWARD -i br-0123456789ab -j RETURN` comes before the jump to DOCKER-USER "
+        "(what it accepts is never fenced)"
+    ]
+
+
 def test_a_recreated_network_replaces_the_stale_hook_and_keeps_others():
     old = build_fence(FenceSettings(), FACTS)["iptables"]
     new_facts = NetworkFacts(name="gpuhub", bridge="br-fedcba987654", gateway="172.18.0.1", icc=False)
