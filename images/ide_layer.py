@@ -103,7 +103,12 @@ def launcher_wheel(folder: Path) -> Path:
     partial = path.with_suffix(".partial")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as wheel:
         for name, data in files.items():
-            wheel.writestr(name, data)
+            # No clock in the bytes: the same module gives the same wheel (and recipe)
+            # in every checkout, so a fresh clone reuses the IDE image instead of
+            # building (and tagging) another one.
+            entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o644 << 16
+            wheel.writestr(entry, data, zipfile.ZIP_DEFLATED)
     partial.rename(path)
     return path
 

@@ -5,6 +5,7 @@ import copy
 import hashlib
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -122,6 +123,10 @@ def test_the_launcher_wheel_declares_the_vscode_entry(tmp_path):
     # Its version follows the module, so a changed launcher changes the recipe.
     assert hashlib.sha256(module).hexdigest()[:8] in path.name
     assert ide_layer.launcher_wheel(tmp_path) == path
+    # Made again elsewhere (a fresh clone), later: the same bytes, so the same recipe.
+    time.sleep(2)  # zip times have a 2-second resolution
+    again = ide_layer.launcher_wheel(tmp_path / "elsewhere")
+    assert again.read_bytes() == path.read_bytes()
 
 
 def test_the_launcher_entry():
