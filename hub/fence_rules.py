@@ -379,6 +379,17 @@ def _ahead_of(lines: list[str], position: int, table: Table) -> str | None:
     return next((line for line in lines[:position] if _may_accept(line, table)), None)
 
 
+def _hook_unfenced(table: Table, network: str, parent: str, hook: str) -> str | None:
+    """Why ``parent`` does not send the network's bridge to the fence first (its
+    hook missing, stale, or below a rule that may accept); None when it does."""
+    present = hooks_of(network, table.get(parent, []))
+    if present != [normalize(hook)]:
+        return f"{parent} does not send the network's bridge to the fence (hook missing or stale)"
+    if ahead := _ahead_of(table[parent], table[parent].index(present[0]), table):
+        return f"{parent}: `{ahead}` comes before the fence's hook (what it accepts is never fenced)"
+    return None
+
+
 def _forward_unfenced(table: Table) -> str | None:
     """Why FORWARD may let traffic past DOCKER-USER (where the fence is): no jump
     to it, or a rule above the first that may accept; None when it cannot."""
@@ -402,10 +413,8 @@ def table_problems(table: Table, network: str, wanted: FamilyRules) -> list[str]
     for parent, hook in wanted.hooks:
         if parent not in table:
             problems.append(f"chain {parent} is missing")
-        elif hooks_of(network, table[parent]) != [normalize(hook)]:
-            problems.append(f"{parent} does not send the network's bridge to the fence (hook missing or stale)")
-        elif ahead := _ahead_of(table[parent], table[parent].index(normalize(hook)), table):
-            problems.append(f"{parent}: `{ahead}` comes before the fence's hook (what it accepts is never fenced)")
+        elif unfenced := _hook_unfenced(table, network, parent, hook):
+            problems.append(unfenced)
     if unfenced := _forward_unfenced(table):
         problems.append(unfenced)
     return problems
@@ -428,8 +437,8 @@ def restore_payload(table: Table, network: str, wanted: FamilyRules) -> str:
             lines.append(f":{chain} - [0:0]")
             lines += rules
     for parent, hook in wanted.hooks:
-        present = hooks_of(network, table.get(parent, []))
-        if present != [normalize(hook)] or _ahead_of(table[parent], table[parent].index(present[0]), table):
+        if _hook_unfenced(table, network, parent, hook):
+            present = hooks_of(network, table.get(parent, []))
             lines += [line.replace(f"-A {parent}", f"-D {parent}", 1) for line in present]
             lines.append(hook.replace(f"-A {parent}", f"-I {parent} 1", 1))
     return "\n".join(["*filter", *lines, "COMMIT", ""]) if lines else ""

@@ -323,10 +323,13 @@ def other_prefix(n: int = 2) -> str:
 _TEST_NAMES = re.compile(rf"^{re.escape(PREFIX)}[0-9]?-")
 
 
+FENCE_COMMAND = [sys.executable, "-m", "gpuhub.hub.cli", "fence"]
+
+
 def fence(*args: str) -> subprocess.CompletedProcess:
     """Run ``gpuhub fence …`` (the real command; needs root, like the hub's check)."""
     return subprocess.run(
-        [sys.executable, "-m", "gpuhub.hub.cli", "fence", *args],
+        [*FENCE_COMMAND, *args],
         capture_output=True, text=True, timeout=120,
     )
 

@@ -11,7 +11,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 
 import docker
@@ -21,7 +20,7 @@ from gpuhub.hub.bootstrap import ensure_docker_network
 from gpuhub.hub.fence import network_facts
 from gpuhub.hub.fence_rules import chain_name, tag
 from tests.fakes.fake_gpus import FakeNVML
-from tests.integration.hubrig import IMAGE, PREFIX, fence, free_port, wait_for
+from tests.integration.hubrig import FENCE_COMMAND, IMAGE, PREFIX, fence, free_port, wait_for
 
 PROBE = r"""
 import json, socket, sys, urllib.request
@@ -178,16 +177,15 @@ def test_a_rule_ahead_of_the_fence_is_named_and_apply_goes_first(make_network, o
     """A permissive rule put above the fence later (a firewall tool, a test rig's
     ACCEPT) decides before it: check names the rule, apply puts the fence first."""
     net = make_network("fence-ahead")
-    cli = [sys.executable, "-m", "gpuhub.hub.cli", "fence"]
     args = ["--network", net.name, "--hub-ports", "18081"]
-    assert own_netns(*cli, "apply", *args).returncode == 0
+    assert own_netns(*FENCE_COMMAND, "apply", *args).returncode == 0
     forward_hook = "-A FORWARD -m comment --comment gpuhub-fence -j DOCKER-USER"
     input_hook = f'-A INPUT -i {net.bridge} -m comment --comment "{tag(net.name)}" -j {chain_name("IN", net.name)}'
     for rule in (["FORWARD", "1", "-i", net.bridge, "-o", net.bridge, "-j", "ACCEPT"],
                  ["INPUT", "1", "-i", net.bridge, "-j", "ACCEPT"]):
         assert own_netns("iptables", "-w", "-I", *rule).returncode == 0
 
-    checked = own_netns(*cli, "check", *args)
+    checked = own_netns(*FENCE_COMMAND, "check", *args)
     assert checked.returncode == 1
     assert (
         f"not fenced: iptables: INPUT: `-A INPUT -i {net.bridge} -j ACCEPT` comes before the fence's hook "
@@ -198,13 +196,13 @@ def test_a_rule_ahead_of_the_fence_is_named_and_apply_goes_first(make_network, o
         "the jump to DOCKER-USER (what it accepts is never fenced)"
     ) in checked.stdout.splitlines()
 
-    applied = own_netns(*cli, "apply", *args)
+    applied = own_netns(*FENCE_COMMAND, "apply", *args)
     assert applied.returncode == 0, applied.stderr
-    assert own_netns(*cli, "check", *args).returncode == 0
+    assert own_netns(*FENCE_COMMAND, "check", *args).returncode == 0
     chains = {c: own_netns("iptables", "-w", "-S", c).stdout.splitlines() for c in ("FORWARD", "INPUT")}
     assert chains["FORWARD"][1:3] == [forward_hook, f"-A FORWARD -i {net.bridge} -o {net.bridge} -j ACCEPT"]
     assert chains["INPUT"][1:3] == [input_hook, f"-A INPUT -i {net.bridge} -j ACCEPT"]
-    assert own_netns(*cli, "apply", *args).stdout.strip() == f"fence for {net.name} already in place"
+    assert own_netns(*FENCE_COMMAND, "apply", *args).stdout.strip() == f"fence for {net.name} already in place"
 
 
 def _answers(host, port) -> bool:
